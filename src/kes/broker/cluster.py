@@ -1,0 +1,364 @@
+"""A local Apache Kafka cluster in KRaft mode: 1 or 3 combined broker+controller nodes.
+
+State (nodes, pids, ports, folders) is kept in ``<data_dir>/cluster.json`` so that
+``kes broker status|stop|kill|restart`` work from any later process.
+"""
+
+from __future__ import annotations
+
+import base64
+import json
+import os
+import signal
+import socket
+import subprocess
+import time
+import uuid
+from dataclasses import asdict, dataclass, field
+from importlib import resources
+from pathlib import Path
+
+from kes.broker.jars import java_executable, libs_dir
+from kes.errors import BrokerError
+
+DEFAULT_PORT = 9092
+DEFAULT_DATA_DIR = ".kes/broker"
+CONTROLLER_PORT_OFFSET = 100
+STATE_FILE = "cluster.json"
+
+
+@dataclass
+class Node:
+    node_id: int
+    port: int
+    controller_port: int
+    dir: str
+    pid: int | None = None
+
+    @property
+    def bootstrap(self) -> str:
+        return f"127.0.0.1:{self.port}"
+
+    def is_running(self) -> bool:
+        return self.pid is not None and _pid_alive(self.pid)
+
+
+@dataclass
+class LocalCluster:
+    """A set of local Kafka nodes sharing one data folder."""
+
+    data_dir: str
+    nodes: list[Node] = field(default_factory=list)
+    cluster_id: str = ""
+    heap_mb: int = 512
+
+    # ---- construction -------------------------------------------------------
+
+    @classmethod
+    def load(cls, data_dir: str | Path = DEFAULT_DATA_DIR) -> LocalCluster | None:
+        path = Path(data_dir) / STATE_FILE
+        if not path.exists():
+            return None
+        raw = json.loads(path.read_text())
+        nodes = [Node(**n) for n in raw.pop("nodes")]
+        return cls(nodes=nodes, **raw)
+
+    @classmethod
+    def plan(
+        cls, data_dir: str | Path = DEFAULT_DATA_DIR, nodes: int = 1, port: int = DEFAULT_PORT
+    ) -> LocalCluster:
+        if nodes not in (1, 3):
+            raise BrokerError(f"--nodes must be 1 or 3, got {nodes}.")
+        root = Path(data_dir).resolve()
+        return cls(
+            data_dir=str(root),
+            cluster_id=base64.urlsafe_b64encode(uuid.uuid4().bytes).decode().rstrip("="),
+            nodes=[
+                Node(
+                    node_id=i + 1,
+                    port=port + i,
+                    controller_port=port + CONTROLLER_PORT_OFFSET + i,
+                    dir=str(root / f"node-{i + 1}"),
+                )
+                for i in range(nodes)
+            ],
+        )
+
+    @property
+    def bootstrap_servers(self) -> str:
+        return ",".join(n.bootstrap for n in self.nodes)
+
+    def node(self, node_id: int) -> Node:
+        for n in self.nodes:
+            if n.node_id == node_id:
+                return n
+        ids = ", ".join(str(n.node_id) for n in self.nodes)
+        raise BrokerError(f"no node {node_id} in {self.data_dir}; nodes are {ids}.")
+
+    def save(self) -> None:
+        Path(self.data_dir).mkdir(parents=True, exist_ok=True)
+        state = asdict(self)
+        tmp = Path(self.data_dir) / (STATE_FILE + ".tmp")
+        tmp.write_text(json.dumps(state, indent=2))
+        tmp.replace(Path(self.data_dir) / STATE_FILE)
+
+    # ---- lifecycle ----------------------------------------------------------
+
+    def running(self) -> list[Node]:
+        return [n for n in self.nodes if n.is_running()]
+
+    def start(self, timeout: float = 120.0) -> None:
+        """Format (first time), launch every node, wait until all answer metadata."""
+        java = java_executable()
+        libs = libs_dir()
+        for n in self.nodes:
+            if n.is_running():
+                continue
+            for p in (n.port, n.controller_port):
+                _check_port_free(p)
+        try:
+            for n in self.nodes:
+                if not n.is_running():
+                    self._launch(n, java, libs)
+            self.save()
+            self.wait_ready(timeout)
+        except BaseException:
+            self._kill_all()
+            self.save()
+            raise
+
+    def restart(self, node_id: int, timeout: float = 120.0) -> None:
+        n = self.node(node_id)
+        if n.is_running():
+            self.stop_node(n)
+        for p in (n.port, n.controller_port):
+            _check_port_free(p)
+        self._launch(n, java_executable(), libs_dir())
+        self.save()
+        try:
+            self.wait_ready(timeout)
+        except BaseException:
+            self._signal(n, signal.SIGKILL)
+            self.save()
+            raise
+
+    def kill(self, node_id: int) -> None:
+        """SIGKILL one node: a crash, for fault tests."""
+        n = self.node(node_id)
+        if not n.is_running():
+            raise BrokerError(f"node {node_id} is not running; nothing to kill.")
+        self._signal(n, signal.SIGKILL)
+        self.save()
+
+    def stop(self, timeout: float = 60.0) -> None:
+        """Stop every node gracefully (SIGTERM), SIGKILL after ``timeout``."""
+        for n in self.nodes:
+            if n.is_running():
+                assert n.pid is not None
+                os.kill(n.pid, signal.SIGTERM)
+        deadline = time.monotonic() + timeout
+        for n in self.nodes:
+            while n.is_running() and time.monotonic() < deadline:
+                time.sleep(0.2)
+            if n.is_running():
+                self._signal(n, signal.SIGKILL)
+            n.pid = None
+        self.save()
+
+    def stop_node(self, n: Node, timeout: float = 60.0) -> None:
+        if n.pid is not None and n.is_running():
+            os.kill(n.pid, signal.SIGTERM)
+            deadline = time.monotonic() + timeout
+            while n.is_running() and time.monotonic() < deadline:
+                time.sleep(0.2)
+            if n.is_running():
+                self._signal(n, signal.SIGKILL)
+        n.pid = None
+        self.save()
+
+    def wait_ready(self, timeout: float = 120.0) -> None:
+        """Block until every running node is in the cluster metadata."""
+        from confluent_kafka.admin import AdminClient
+
+        expected = {n.node_id for n in self.nodes if n.pid is not None}
+        admin = AdminClient({"bootstrap.servers": self.bootstrap_servers, "log_level": 0})
+        deadline = time.monotonic() + timeout
+        seen: set[int] = set()
+        while time.monotonic() < deadline:
+            for n in self.nodes:
+                if n.pid is not None and not _pid_alive(n.pid):
+                    n.pid = None
+                    raise BrokerError(
+                        f"Kafka node {n.node_id} (port {n.port}) exited during start-up. "
+                        f"Last lines of {self.log_path(n)}:\n{self.log_tail(n)}"
+                    )
+            try:
+                md = admin.list_topics(timeout=2)
+                seen = set(md.brokers)
+                if expected <= seen and md.controller_id >= 0:
+                    return
+            except Exception:  # noqa: BLE001 - not up yet
+                pass
+            time.sleep(0.3)
+        raise BrokerError(
+            f"Kafka did not become ready within {timeout:.0f}s (brokers up: {sorted(seen)}, "
+            f"expected {sorted(expected)}). Last lines of the log:\n"
+            + "\n".join(self.log_tail(n) for n in self.nodes)
+        )
+
+    # ---- files --------------------------------------------------------------
+
+    def log_path(self, n: Node) -> Path:
+        return Path(n.dir) / "logs" / "server.log"
+
+    def log_tail(self, n: Node, lines: int = 20) -> str:
+        out = []
+        for path in (Path(n.dir) / "logs" / "server.out", self.log_path(n)):
+            if path.exists():
+                out.extend(path.read_text(errors="replace").splitlines()[-lines:])
+        return "\n".join(out[-lines:]) or "(no log written)"
+
+    def _properties(self, n: Node) -> str:
+        count = len(self.nodes)
+        rf = min(3, count)
+        min_isr = 1 if count == 1 else 2
+        voters = ",".join(f"{m.node_id}@127.0.0.1:{m.controller_port}" for m in self.nodes)
+        props = {
+            "process.roles": "broker,controller",
+            "node.id": n.node_id,
+            "controller.quorum.voters": voters,
+            "listeners": f"PLAINTEXT://127.0.0.1:{n.port},CONTROLLER://127.0.0.1:{n.controller_port}",
+            "advertised.listeners": f"PLAINTEXT://127.0.0.1:{n.port}",
+            "controller.listener.names": "CONTROLLER",
+            "inter.broker.listener.name": "PLAINTEXT",
+            "listener.security.protocol.map": "PLAINTEXT:PLAINTEXT,CONTROLLER:PLAINTEXT",
+            "log.dirs": str(Path(n.dir) / "data"),
+            # An event store never wants a topic created by a typo, nor an out-of-sync leader.
+            "auto.create.topics.enable": "false",
+            "unclean.leader.election.enable": "false",
+            "default.replication.factor": rf,
+            "min.insync.replicas": min_isr,
+            "offsets.topic.replication.factor": rf,
+            "offsets.topic.num.partitions": 10,
+            "transaction.state.log.replication.factor": rf,
+            "transaction.state.log.min.isr": min_isr,
+            "transaction.state.log.num.partitions": 10,
+            "share.coordinator.state.topic.replication.factor": rf,
+            "share.coordinator.state.topic.min.isr": min_isr,
+            "group.initial.rebalance.delay.ms": 0,
+            "num.partitions": 1,
+            "num.network.threads": 2,
+            "num.io.threads": 4,
+            "log.segment.bytes": 256 * 1024 * 1024,
+        }
+        return "".join(f"{k}={v}\n" for k, v in props.items())
+
+    def _launch(self, n: Node, java: str, libs: Path) -> None:
+        node_dir = Path(n.dir)
+        logs = node_dir / "logs"
+        logs.mkdir(parents=True, exist_ok=True)
+        config = node_dir / "server.properties"
+        config.write_text(self._properties(n))
+        log4j = resources.files("kes.broker").joinpath("log4j2.xml")
+        classpath = f"{libs}/*"
+        if not (node_dir / "data" / "meta.properties").exists():
+            fmt = subprocess.run(
+                [
+                    java,
+                    "-cp",
+                    classpath,
+                    f"-Dlog4j2.configurationFile={log4j}",
+                    f"-Dkafka.logs.dir={logs}",
+                    "kafka.tools.StorageTool",
+                    "format",
+                    "--ignore-formatted",
+                    "-t",
+                    self.cluster_id,
+                    "-c",
+                    str(config),
+                ],
+                capture_output=True,
+                text=True,
+                check=False,
+            )
+            if fmt.returncode != 0:
+                raise BrokerError(
+                    f"formatting the KRaft storage of node {n.node_id} in {node_dir} failed "
+                    f"(exit {fmt.returncode}); check that the folder is writable and not "
+                    f"formatted for another cluster.\n{(fmt.stdout + fmt.stderr)[-2000:]}"
+                )
+        with open(logs / "server.out", "ab") as out:
+            proc = subprocess.Popen(
+                [
+                    java,
+                    f"-Xms{self.heap_mb // 2}m",
+                    f"-Xmx{self.heap_mb}m",
+                    "-XX:+UseG1GC",
+                    "-XX:MaxGCPauseMillis=20",
+                    "-XX:ActiveProcessorCount=2",
+                    "-Djava.awt.headless=true",
+                    f"-Dlog4j2.configurationFile={log4j}",
+                    f"-Dkafka.logs.dir={logs}",
+                    "-cp",
+                    classpath,
+                    "kafka.Kafka",
+                    str(config),
+                ],
+                stdout=out,
+                stderr=subprocess.STDOUT,
+                stdin=subprocess.DEVNULL,
+                start_new_session=True,  # outlives the CLI that started it
+                cwd=node_dir,
+            )
+        n.pid = proc.pid
+
+    def _signal(self, n: Node, sig: signal.Signals) -> None:
+        if n.pid is None:
+            return
+        try:
+            os.kill(n.pid, sig)
+        except ProcessLookupError:
+            pass
+        deadline = time.monotonic() + 30
+        while _pid_alive(n.pid) and time.monotonic() < deadline:
+            time.sleep(0.05)
+        n.pid = None
+
+    def _kill_all(self) -> None:
+        for n in self.nodes:
+            self._signal(n, signal.SIGKILL)
+
+
+def _pid_alive(pid: int) -> bool:
+    try:
+        # Reap our own child if it died; ignore when it is not our child.
+        done, _ = os.waitpid(pid, os.WNOHANG)
+        if done == pid:
+            return False
+    except ChildProcessError:
+        pass
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+    try:
+        stat = Path(f"/proc/{pid}/stat").read_text()
+        if stat.rsplit(")", 1)[1].split()[0] == "Z":
+            return False
+    except (OSError, IndexError):
+        pass
+    return True
+
+
+def _check_port_free(port: int) -> None:
+    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as s:
+        s.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        try:
+            s.bind(("127.0.0.1", port))
+        except OSError as exc:
+            raise BrokerError(
+                f"port {port} on 127.0.0.1 is already in use ({exc.strerror}); stop the "
+                "process using it or pick other ports with --port."
+            ) from exc

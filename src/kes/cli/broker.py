@@ -1,0 +1,132 @@
+"""``kes broker``: run a local Apache Kafka (KRaft) for development and tests."""
+
+from __future__ import annotations
+
+import json
+
+import click
+from rich.console import Console
+from rich.table import Table
+
+from kes.broker import DEFAULT_DATA_DIR, DEFAULT_PORT, LocalCluster
+from kes.errors import BrokerError
+
+data_dir_option = click.option(
+    "--data-dir",
+    default=DEFAULT_DATA_DIR,
+    show_default=True,
+    type=click.Path(file_okay=False),
+    help="Folder holding the nodes' data, logs and cluster.json.",
+)
+
+
+def _existing(data_dir: str) -> LocalCluster:
+    cluster = LocalCluster.load(data_dir)
+    if cluster is None:
+        raise BrokerError(
+            f"no kes-managed Kafka in {data_dir}; start one with `kes broker start`."
+        )
+    return cluster
+
+
+@click.group()
+def broker() -> None:
+    """Start, stop and inspect a local Apache Kafka (no Docker needed)."""
+
+
+@broker.command()
+@click.option("--nodes", type=click.Choice(["1", "3"]), default="1", show_default=True,
+              help="1 combined broker+controller, or a 3-node KRaft quorum.")
+@click.option("--port", type=int, default=DEFAULT_PORT, show_default=True,
+              help="Broker port of node 1; node i listens on PORT+i-1 (controllers on +100).")
+@data_dir_option
+def start(nodes: str, port: int, data_dir: str) -> None:
+    """Start Kafka in KRaft mode and wait until it answers metadata requests."""
+    cluster = LocalCluster.load(data_dir)
+    if cluster is not None and cluster.running():
+        if len(cluster.running()) == len(cluster.nodes):
+            cluster.wait_ready(timeout=60)
+            click.echo(
+                f"Kafka is already running ({len(cluster.nodes)} node(s)): "
+                f"{cluster.bootstrap_servers}"
+            )
+            return
+        cluster.start()
+    else:
+        if cluster is None or len(cluster.nodes) != int(nodes) or cluster.nodes[0].port != port:
+            if cluster is not None:
+                raise BrokerError(
+                    f"{data_dir} holds a stopped {len(cluster.nodes)}-node cluster on port "
+                    f"{cluster.nodes[0].port}; start it with those settings, or use another "
+                    "--data-dir (or delete the folder) for a new one."
+                )
+            cluster = LocalCluster.plan(data_dir, nodes=int(nodes), port=port)
+        cluster.start()
+    click.echo(f"Kafka is up ({len(cluster.nodes)} node(s)). bootstrap servers: "
+               f"{cluster.bootstrap_servers}")
+    click.echo(f"export KES_BOOTSTRAP_SERVERS={cluster.bootstrap_servers}")
+
+
+@broker.command()
+@data_dir_option
+def stop(data_dir: str) -> None:
+    """Stop every node gracefully."""
+    cluster = LocalCluster.load(data_dir)
+    if cluster is None or not cluster.running():
+        click.echo("Kafka is not running.")
+        return
+    cluster.stop()
+    click.echo("Kafka stopped.")
+
+
+@broker.command()
+@click.argument("node", type=int)
+@data_dir_option
+def kill(node: int, data_dir: str) -> None:
+    """SIGKILL one node (a crash, for fault tests)."""
+    _existing(data_dir).kill(node)
+    click.echo(f"node {node} killed.")
+
+
+@broker.command()
+@click.argument("node", type=int)
+@data_dir_option
+def restart(node: int, data_dir: str) -> None:
+    """Restart one node and wait until it is back in the cluster."""
+    _existing(data_dir).restart(node)
+    click.echo(f"node {node} is back.")
+
+
+@broker.command()
+@data_dir_option
+@click.option("--json", "as_json", is_flag=True, help="Machine-readable output.")
+def status(data_dir: str, as_json: bool) -> None:
+    """Nodes, pids, ports, data folders, up or down."""
+    cluster = LocalCluster.load(data_dir)
+    rows = [] if cluster is None else [
+        {
+            "node": n.node_id,
+            "state": "up" if n.is_running() else "down",
+            "pid": n.pid if n.is_running() else None,
+            "port": n.port,
+            "controller_port": n.controller_port,
+            "dir": n.dir,
+        }
+        for n in cluster.nodes
+    ]
+    if as_json:
+        click.echo(json.dumps({
+            "data_dir": data_dir,
+            "bootstrap_servers": cluster.bootstrap_servers if cluster else None,
+            "nodes": rows,
+        }, indent=2))
+        return
+    if not rows:
+        click.echo(f"no kes-managed Kafka in {data_dir}.")
+        return
+    table = Table(title=f"Kafka in {data_dir}")
+    for col in ("node", "state", "pid", "port", "controller_port", "dir"):
+        table.add_column(col)
+    for r in rows:
+        table.add_row(*("-" if v is None else str(v) for v in r.values()))
+    Console().print(table)
