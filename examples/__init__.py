@@ -1,0 +1,1 @@
+"""Runnable example applications built on kes."""

@@ -1,0 +1,1 @@
+"""Bank accounts and transfers driven by a process manager."""

@@ -1,0 +1,1 @@
+"""Users: registration, email changes, deactivation."""

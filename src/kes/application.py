@@ -1,0 +1,307 @@
+"""Applications and repositories: load aggregates from the store, save their events.
+
+``Application.save(a, b)`` appends each aggregate's events in its own append, with
+``expected_version`` = the version it was loaded at. Each append is atomic, but a save
+of several aggregates is **not** atomic across them: aggregates live in different Kafka
+partitions, which no single write spans. Coordinate multi-aggregate changes with a
+process manager (see ``examples/bank/transfers.py``) and idempotent commands.
+"""
+
+from __future__ import annotations
+
+import functools
+import logging
+import random
+import threading
+import time
+import uuid
+from collections import OrderedDict
+from collections.abc import Callable, Iterable, Mapping
+from datetime import datetime
+from itertools import takewhile
+from typing import Any, Generic, ParamSpec, TypeVar
+
+import msgspec
+
+from kes.domain import Aggregate
+from kes.envelope import RecordedEvent, now
+from kes.errors import AggregateNotFoundError, ConcurrencyError, InvalidInputError, KesError
+from kes.snapshots import SnapshotStore, restore, take_snapshot
+from kes.store.base import NO_STREAM, EventStore, Expected
+
+__all__ = ["Application", "Repository", "retry_on_conflict"]
+
+A = TypeVar("A", bound=Aggregate)
+T = TypeVar("T")
+P = ParamSpec("P")
+log = logging.getLogger(__name__)
+
+
+class Repository(Generic[A]):
+    """Loads and saves aggregates of one class, with snapshots and an LRU cache.
+
+    The cache holds current states only and hands out copies, so callers cannot
+    corrupt it. A cache hit still reads any events appended since (normally none),
+    so a load always returns the store's current state.
+    """
+
+    def __init__(
+        self,
+        store: EventStore,
+        aggregate_cls: type[A],
+        snapshots: SnapshotStore | None = None,
+        snapshot_every: int | None = None,
+        cache_size: int = 1000,
+        clock: Callable[[], datetime] = now,
+    ) -> None:
+        every = snapshot_every if snapshot_every is not None else aggregate_cls.snapshot_every
+        if every is not None and every < 1:
+            raise InvalidInputError(f"snapshot_every must be >= 1 or None, got {every}.")
+        self.store = store
+        self.aggregate_cls = aggregate_cls
+        self.aggregate_type = aggregate_cls.aggregate_type
+        self.snapshots = snapshots
+        self.snapshot_every = every if snapshots is not None else None
+        self.cache_size = cache_size
+        self.clock = clock
+        self._cache: OrderedDict[str, A] = OrderedDict()
+        self._lock = threading.Lock()
+
+    def get(
+        self, aggregate_id: str | uuid.UUID, version: int | None = None, at: datetime | None = None
+    ) -> A:
+        """The aggregate now, after its first ``version`` events, or as of time ``at``.
+
+        ``at`` selects the events up to the last one stamped at or before it.
+        Raises AggregateNotFoundError when no such state exists.
+        """
+        agg_id = str(aggregate_id)
+        if version is not None and (isinstance(version, bool) or version < 1):
+            raise InvalidInputError(f"version must be an int >= 1 or None, got {version!r}.")
+        if at is not None and at.tzinfo is None:
+            raise InvalidInputError(f"at must be timezone-aware, got {at!r}.")
+        if version is not None or at is not None:
+            return self._load(agg_id, version, at)
+        hit = self._cached(agg_id)
+        if hit is not None:
+            return hit
+        agg = self._load(agg_id, None, None)
+        self._remember(agg._kes_clone())
+        return agg
+
+    def _cached(self, agg_id: str) -> A | None:
+        """A copy of the cached aggregate, caught up with events appended since."""
+        with self._lock:
+            cached = self._cache.get(agg_id)
+            if cached is None:
+                return None
+            self._cache.move_to_end(agg_id)
+            agg = cached._kes_clone()
+        new = self.store.read_stream(self.aggregate_type, agg_id, agg.version + 1)
+        if new:
+            self.aggregate_cls.replay(new, into=agg)
+            self._remember(agg._kes_clone())
+        return agg
+
+    def __contains__(self, aggregate_id: object) -> bool:
+        return isinstance(aggregate_id, str | uuid.UUID) and self.store.exists(
+            self.aggregate_type, str(aggregate_id)
+        )
+
+    def _load(self, agg_id: str, version: int | None, at: datetime | None) -> A:
+        cls = self.aggregate_cls
+        agg: A | None = None
+        if self.snapshots is not None:
+            snap = self.snapshots.get(self.aggregate_type, agg_id)
+            if (
+                snap is not None
+                and (version is None or snap.version <= version)
+                and (at is None or (snap.timestamp is not None and snap.timestamp <= at))
+            ):
+                agg = restore(cls, snap)
+        start = 1 if agg is None else agg.version + 1
+        events: Iterable[RecordedEvent] = self.store.read_stream(
+            self.aggregate_type, agg_id, start, version
+        )
+        if at is not None:
+            events = takewhile(lambda e: e.timestamp <= at, events)
+        agg = cls.replay(events, into=agg)
+        if agg is None or (version is not None and agg.version < version):
+            raise AggregateNotFoundError(self._not_found(agg_id, version, at))
+        return agg
+
+    def _not_found(self, agg_id: str, version: int | None, at: datetime | None) -> str:
+        what = f"{self.aggregate_type} {agg_id!r}"
+        current = self.store.stream_version(self.aggregate_type, agg_id)
+        if current == 0:
+            return f"{what} does not exist (no events); create it first or check the id."
+        if version is not None:
+            return f"{what} is at version {current}; it has no version {version}."
+        return f"{what} did not exist yet at {at}; its first event is later."
+
+    def save(self, aggregate: A, metadata: Mapping[str, str] | None = None) -> int:
+        """Append the aggregate's pending events; returns its new version.
+
+        Raises ConcurrencyError (nothing written, cache entry dropped) when the stream
+        moved since the aggregate was loaded.
+        """
+        pending = aggregate._kes_pending
+        if not pending:
+            return aggregate.version
+        base = aggregate.version - len(pending)
+        expected: Expected = NO_STREAM if base == 0 else base
+        stamp = self.clock()
+        extra = dict(metadata or {})
+        events = [
+            msgspec.structs.replace(
+                e, timestamp=e.timestamp or stamp, metadata={**e.metadata, **extra}
+            )
+            for e in pending
+        ]
+        try:
+            self.store.append(self.aggregate_type, aggregate.id, events, expected)
+        except ConcurrencyError:
+            self.forget(aggregate.id)
+            raise
+        aggregate._kes_pending = []
+        latest = max(e.timestamp for e in events if e.timestamp is not None)
+        if aggregate._kes_timestamp is None or latest > aggregate._kes_timestamp:
+            aggregate._kes_timestamp = latest
+        self._remember(aggregate._kes_clone())
+        every = self.snapshot_every
+        if (
+            every is not None
+            and self.snapshots is not None
+            and base // every != (aggregate.version // every)
+        ):
+            try:
+                self.snapshots.put(take_snapshot(aggregate))
+            except KesError as exc:  # the events are saved; a missing snapshot only slows loads
+                log.warning("snapshot of %s %r failed: %s", self.aggregate_type, aggregate.id, exc)
+        return aggregate.version
+
+    def forget(self, aggregate_id: str) -> None:
+        """Drop an aggregate from the cache."""
+        with self._lock:
+            self._cache.pop(aggregate_id, None)
+
+    def _remember(self, aggregate: A) -> None:
+        if self.cache_size <= 0:
+            return
+        with self._lock:
+            held = self._cache.get(aggregate.id)
+            if held is not None and held.version > aggregate.version:
+                return  # a newer state is cached already
+            self._cache[aggregate.id] = aggregate
+            self._cache.move_to_end(aggregate.id)
+            while len(self._cache) > self.cache_size:
+                self._cache.popitem(last=False)
+
+
+class Application:
+    """Entry point of user code: repositories per aggregate class over one event store.
+
+    ``snapshot_every`` maps aggregate type -> N (snapshot every N events), overriding
+    the class attribute ``snapshot_every``; snapshots need a ``snapshots`` store.
+    """
+
+    def __init__(
+        self,
+        store: EventStore,
+        snapshots: SnapshotStore | None = None,
+        snapshot_every: Mapping[str, int] | None = None,
+        cache_size: int = 1000,
+        clock: Callable[[], datetime] = now,
+    ) -> None:
+        self.store = store
+        self.snapshots = snapshots
+        self.snapshot_every = dict(snapshot_every or {})
+        self.cache_size = cache_size
+        self.clock = clock
+        self._repositories: dict[type[Aggregate], Repository[Any]] = {}
+        self._lock = threading.Lock()
+
+    def repository(self, cls: type[A]) -> Repository[A]:
+        """The (single) repository of aggregate class ``cls``."""
+        with self._lock:
+            repo = self._repositories.get(cls)
+            if repo is None:
+                repo = Repository(
+                    self.store,
+                    cls,
+                    snapshots=self.snapshots,
+                    snapshot_every=self.snapshot_every.get(cls.aggregate_type),
+                    cache_size=self.cache_size,
+                    clock=self.clock,
+                )
+                self._repositories[cls] = repo
+            return repo
+
+    def get(
+        self,
+        cls: type[A],
+        aggregate_id: str | uuid.UUID,
+        version: int | None = None,
+        at: datetime | None = None,
+    ) -> A:
+        """Load an aggregate; see :meth:`Repository.get`."""
+        return self.repository(cls).get(aggregate_id, version=version, at=at)
+
+    def save(self, *aggregates: Aggregate, metadata: Mapping[str, str] | None = None) -> None:
+        """Append each aggregate's pending events: atomic per aggregate, not across them."""
+        for agg in aggregates:
+            self.repository(type(agg)).save(agg, metadata)
+
+    def update(
+        self,
+        cls: type[A],
+        aggregate_id: str | uuid.UUID,
+        command: Callable[[A], T],
+        attempts: int = 5,
+        metadata: Mapping[str, str] | None = None,
+    ) -> T:
+        """Load, run ``command(aggregate)``, save; on a conflict reload and run it again.
+
+        Gives up after ``attempts`` tries and re-raises the last ConcurrencyError.
+        Returns what ``command`` returned.
+        """
+
+        @retry_on_conflict(attempts)
+        def once() -> T:
+            agg = self.get(cls, aggregate_id)
+            result = command(agg)
+            self.save(agg, metadata=metadata)
+            return result
+
+        return once()
+
+
+def retry_on_conflict(
+    attempts: int = 5, backoff: float = 0.0
+) -> Callable[[Callable[P, T]], Callable[P, T]]:
+    """Re-run the decorated load-decide-save function when it raises ConcurrencyError.
+
+    The function must reload what it changes on each call. After ``attempts`` calls
+    the last ConcurrencyError propagates. ``backoff`` (seconds) adds a jittered,
+    doubling pause between tries, useful when several processes contend.
+    """
+    if attempts < 1:
+        raise InvalidInputError(f"attempts must be >= 1, got {attempts}.")
+
+    def decorate(fn: Callable[P, T]) -> Callable[P, T]:
+        @functools.wraps(fn)
+        def wrapper(*args: P.args, **kwargs: P.kwargs) -> T:
+            for attempt in range(1, attempts + 1):
+                try:
+                    return fn(*args, **kwargs)
+                except ConcurrencyError:
+                    if attempt == attempts:
+                        raise
+                    log.debug("conflict in %s, attempt %d of %d", fn.__name__, attempt, attempts)
+                    if backoff > 0:
+                        time.sleep(backoff * (2 ** (attempt - 1)) * random.random())
+            raise AssertionError("unreachable")
+
+        return wrapper
+
+    return decorate

@@ -1,0 +1,138 @@
+"""Snapshots: an aggregate's state at a version, so loading replays only later events.
+
+State is ``vars(aggregate)`` turned into JSON values by msgspec. Attributes whose type
+is not a JSON type (UUID, datetime, Decimal, set, tuple, int-keyed dicts, Structs)
+restore faithfully only when annotated on the aggregate class (``balance: Decimal``);
+unannotated attributes come back as their JSON form. Bump the class attribute
+``snapshot_version`` when the state's shape changes: older snapshots are then ignored.
+"""
+
+from __future__ import annotations
+
+import threading
+from abc import ABC, abstractmethod
+from datetime import datetime
+from typing import Any, ClassVar, TypeVar, get_origin, get_type_hints
+
+import msgspec
+
+from kes.domain import Aggregate
+from kes.errors import SerializationError
+
+__all__ = ["MemorySnapshotStore", "Snapshot", "SnapshotStore", "restore", "take_snapshot"]
+
+A = TypeVar("A", bound=Aggregate)
+
+
+class Snapshot(msgspec.Struct, frozen=True, kw_only=True, rename="camel"):
+    """An aggregate's state after ``version`` events.
+
+    ``timestamp`` is the latest event timestamp among those events, so a snapshot can
+    serve a load "as of time t" only when ``timestamp <= t``.
+    """
+
+    aggregate_type: str
+    aggregate_id: str
+    version: int
+    state: dict[str, Any]
+    class_version: int = 1
+    timestamp: datetime | None = None
+
+
+class SnapshotStore(ABC):
+    """Keeps the latest snapshot per aggregate (a compacted topic keyed by id on Kafka)."""
+
+    @abstractmethod
+    def get(self, aggregate_type: str, aggregate_id: str) -> Snapshot | None:
+        """The latest snapshot, or None."""
+
+    @abstractmethod
+    def put(self, snapshot: Snapshot) -> None:
+        """Store ``snapshot``, replacing an older one of the same aggregate."""
+
+    @abstractmethod
+    def delete(self, aggregate_type: str, aggregate_id: str) -> None:
+        """Forget the aggregate's snapshot (a tombstone on Kafka)."""
+
+
+class MemorySnapshotStore(SnapshotStore):
+    """Holds encoded snapshots in a dict: what is read back went through JSON, as on Kafka."""
+
+    def __init__(self) -> None:
+        self._lock = threading.Lock()
+        self._data: dict[tuple[str, str], bytes] = {}
+        self.puts = 0
+
+    def get(self, aggregate_type: str, aggregate_id: str) -> Snapshot | None:
+        with self._lock:
+            raw = self._data.get((aggregate_type, aggregate_id))
+        return None if raw is None else _decoder.decode(raw)
+
+    def put(self, snapshot: Snapshot) -> None:
+        raw = _encoder.encode(snapshot)
+        key = (snapshot.aggregate_type, snapshot.aggregate_id)
+        with self._lock:
+            old = self._data.get(key)
+            if old is None or _decoder.decode(old).version <= snapshot.version:
+                self._data[key] = raw
+                self.puts += 1
+
+    def delete(self, aggregate_type: str, aggregate_id: str) -> None:
+        with self._lock:
+            self._data.pop((aggregate_type, aggregate_id), None)
+
+
+_encoder = msgspec.json.Encoder()
+_decoder = msgspec.json.Decoder(Snapshot)
+
+
+def take_snapshot(aggregate: Aggregate) -> Snapshot:
+    """Snapshot an aggregate's saved state; raises if events are still pending."""
+    if aggregate.pending_events:
+        raise ValueError("snapshot an aggregate only after its pending events are saved")
+    cls = type(aggregate)
+    try:
+        state = msgspec.to_builtins(vars(aggregate), str_keys=True)
+    except TypeError as exc:
+        raise SerializationError(
+            f"{cls.__name__} {aggregate.id!r} state cannot be snapshotted: {exc}. Keep state "
+            "in JSON values, UUID, datetime, Decimal, sets, tuples or msgspec Structs."
+        ) from exc
+    return Snapshot(
+        aggregate_type=cls.aggregate_type,
+        aggregate_id=aggregate.id,
+        version=aggregate.version,
+        state=state,
+        class_version=cls.snapshot_version,
+        timestamp=aggregate._kes_timestamp,
+    )
+
+
+def restore(cls: type[A], snapshot: Snapshot) -> A | None:
+    """The aggregate a snapshot holds, or None if it was taken for another class version."""
+    if snapshot.class_version != cls.snapshot_version:
+        return None
+    types = _state_types(cls)
+    state: dict[str, Any] = {}
+    for key, value in snapshot.state.items():
+        hint = types.get(key)
+        state[key] = value if hint is None else msgspec.convert(value, hint, str_keys=True)
+    return cls._kes_restore(snapshot.aggregate_id, snapshot.version, state, snapshot.timestamp)
+
+
+_hints: dict[type[Aggregate], dict[str, Any]] = {}
+
+
+def _state_types(cls: type[Aggregate]) -> dict[str, Any]:
+    """Annotated instance attributes of an aggregate class (ClassVars excluded), cached."""
+    found = _hints.get(cls)
+    if found is None:
+        hints = get_type_hints(cls)
+        base = get_type_hints(Aggregate)
+        found = {
+            k: v
+            for k, v in hints.items()
+            if k not in base and get_origin(v) is not ClassVar and v is not ClassVar
+        }
+        _hints[cls] = found
+    return found
