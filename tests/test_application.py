@@ -7,13 +7,6 @@ from datetime import UTC, datetime, timedelta
 
 import msgspec
 import pytest
-
-if True:  # until pyproject sets pytest `pythonpath = ["."]`, make `examples` importable
-    import sys
-    from pathlib import Path
-
-    sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
-
 from examples.users.domain import User, UserDeactivatedError
 
 from kes.application import Application, Repository, retry_on_conflict

@@ -6,17 +6,10 @@ from collections.abc import Sequence
 from decimal import Decimal
 
 import pytest
-from hypothesis import given, settings
-from hypothesis import strategies as st
-
-if True:  # until pyproject sets pytest `pythonpath = ["."]`, make `examples` importable
-    import sys
-    from pathlib import Path
-
-    sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
-
 from examples.bank.domain import Account, AccountClosedError, InsufficientFundsError
 from examples.bank.transfers import COMPLETED, FAILED, Transfer, TransferProcessManager
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 from kes.application import Application
 from kes.domain import DomainError

@@ -3,13 +3,6 @@
 from __future__ import annotations
 
 import pytest
-
-if True:  # until pyproject sets pytest `pythonpath = ["."]`, make `examples` importable
-    import sys
-    from pathlib import Path
-
-    sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
-
 from examples.users.domain import User, UserDeactivatedError
 
 from kes.application import Application

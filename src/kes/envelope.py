@@ -106,9 +106,7 @@ def now() -> datetime:
     return datetime.now(UTC)
 
 
-def to_envelope(
-    aggregate_type: str, aggregate_id: str, version: int, event: NewEvent
-) -> Envelope:
+def to_envelope(aggregate_type: str, aggregate_id: str, version: int, event: NewEvent) -> Envelope:
     ts = event.timestamp or now()
     if ts.tzinfo is None:
         raise InvalidInputError(

@@ -3,4 +3,11 @@
 from kes.broker.cluster import DEFAULT_DATA_DIR, DEFAULT_PORT, LocalCluster, Node
 from kes.broker.jars import DEFAULT_KAFKA_VERSION, libs_dir
 
-__all__ = ["DEFAULT_DATA_DIR", "DEFAULT_KAFKA_VERSION", "DEFAULT_PORT", "LocalCluster", "Node", "libs_dir"]
+__all__ = [
+    "DEFAULT_DATA_DIR",
+    "DEFAULT_KAFKA_VERSION",
+    "DEFAULT_PORT",
+    "LocalCluster",
+    "Node",
+    "libs_dir",
+]

@@ -7,6 +7,7 @@ State (nodes, pids, ports, folders) is kept in ``<data_dir>/cluster.json`` so th
 from __future__ import annotations
 
 import base64
+import contextlib
 import json
 import os
 import signal
@@ -197,7 +198,7 @@ class LocalCluster:
                 seen = set(md.brokers)
                 if expected <= seen and md.controller_id >= 0:
                     return
-            except Exception:  # noqa: BLE001 - not up yet
+            except Exception:
                 pass
             time.sleep(0.3)
         raise BrokerError(
@@ -315,10 +316,8 @@ class LocalCluster:
     def _signal(self, n: Node, sig: signal.Signals) -> None:
         if n.pid is None:
             return
-        try:
+        with contextlib.suppress(ProcessLookupError):
             os.kill(n.pid, sig)
-        except ProcessLookupError:
-            pass
         deadline = time.monotonic() + 30
         while _pid_alive(n.pid) and time.monotonic() < deadline:
             time.sleep(0.05)

@@ -23,9 +23,7 @@ data_dir_option = click.option(
 def _existing(data_dir: str) -> LocalCluster:
     cluster = LocalCluster.load(data_dir)
     if cluster is None:
-        raise BrokerError(
-            f"no kes-managed Kafka in {data_dir}; start one with `kes broker start`."
-        )
+        raise BrokerError(f"no kes-managed Kafka in {data_dir}; start one with `kes broker start`.")
     return cluster
 
 
@@ -35,10 +33,20 @@ def broker() -> None:
 
 
 @broker.command()
-@click.option("--nodes", type=click.Choice(["1", "3"]), default="1", show_default=True,
-              help="1 combined broker+controller, or a 3-node KRaft quorum.")
-@click.option("--port", type=int, default=DEFAULT_PORT, show_default=True,
-              help="Broker port of node 1; node i listens on PORT+i-1 (controllers on +100).")
+@click.option(
+    "--nodes",
+    type=click.Choice(["1", "3"]),
+    default="1",
+    show_default=True,
+    help="1 combined broker+controller, or a 3-node KRaft quorum.",
+)
+@click.option(
+    "--port",
+    type=int,
+    default=DEFAULT_PORT,
+    show_default=True,
+    help="Broker port of node 1; node i listens on PORT+i-1 (controllers on +100).",
+)
 @data_dir_option
 def start(nodes: str, port: int, data_dir: str) -> None:
     """Start Kafka in KRaft mode and wait until it answers metadata requests."""
@@ -62,8 +70,10 @@ def start(nodes: str, port: int, data_dir: str) -> None:
                 )
             cluster = LocalCluster.plan(data_dir, nodes=int(nodes), port=port)
         cluster.start()
-    click.echo(f"Kafka is up ({len(cluster.nodes)} node(s)). bootstrap servers: "
-               f"{cluster.bootstrap_servers}")
+    click.echo(
+        f"Kafka is up ({len(cluster.nodes)} node(s)). bootstrap servers: "
+        f"{cluster.bootstrap_servers}"
+    )
     click.echo(f"export KES_BOOTSTRAP_SERVERS={cluster.bootstrap_servers}")
 
 
@@ -103,23 +113,32 @@ def restart(node: int, data_dir: str) -> None:
 def status(data_dir: str, as_json: bool) -> None:
     """Nodes, pids, ports, data folders, up or down."""
     cluster = LocalCluster.load(data_dir)
-    rows = [] if cluster is None else [
-        {
-            "node": n.node_id,
-            "state": "up" if n.is_running() else "down",
-            "pid": n.pid if n.is_running() else None,
-            "port": n.port,
-            "controller_port": n.controller_port,
-            "dir": n.dir,
-        }
-        for n in cluster.nodes
-    ]
+    rows = (
+        []
+        if cluster is None
+        else [
+            {
+                "node": n.node_id,
+                "state": "up" if n.is_running() else "down",
+                "pid": n.pid if n.is_running() else None,
+                "port": n.port,
+                "controller_port": n.controller_port,
+                "dir": n.dir,
+            }
+            for n in cluster.nodes
+        ]
+    )
     if as_json:
-        click.echo(json.dumps({
-            "data_dir": data_dir,
-            "bootstrap_servers": cluster.bootstrap_servers if cluster else None,
-            "nodes": rows,
-        }, indent=2))
+        click.echo(
+            json.dumps(
+                {
+                    "data_dir": data_dir,
+                    "bootstrap_servers": cluster.bootstrap_servers if cluster else None,
+                    "nodes": rows,
+                },
+                indent=2,
+            )
+        )
         return
     if not rows:
         click.echo(f"no kes-managed Kafka in {data_dir}.")

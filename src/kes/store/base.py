@@ -84,18 +84,14 @@ def check_append(
             f"got {expected_version}."
         )
     if not isinstance(events, Sequence) or isinstance(events, str | bytes):
-        raise InvalidInputError(
-            f"events must be a list of NewEvent, got {type(events).__name__}."
-        )
+        raise InvalidInputError(f"events must be a list of NewEvent, got {type(events).__name__}.")
     if not events:
         raise InvalidInputError(
             f"append to {aggregate_type} {aggregate_id!r} got no events; pass at least one."
         )
     for i, e in enumerate(events):
         if not isinstance(e, NewEvent):
-            raise InvalidInputError(
-                f"events[{i}] is a {type(e).__name__}, not a NewEvent."
-            )
+            raise InvalidInputError(f"events[{i}] is a {type(e).__name__}, not a NewEvent.")
         if not e.event_type or not isinstance(e.event_type, str):
             raise InvalidInputError(f"events[{i}] has an empty event_type.")
         if not e.event_id:

@@ -10,6 +10,7 @@ from typing import Any
 
 from kes.errors import InvalidInputError
 
+
 @dataclass(frozen=True)
 class KafkaConfig:
     """Where Kafka is and how kes lays out its topics.
@@ -101,4 +102,3 @@ class KafkaConfig:
         )
         conf.update(extra)
         return conf
-

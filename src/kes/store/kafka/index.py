@@ -67,7 +67,12 @@ class PartitionIndex:
             # Only a writer outside kes can leave a gap; keep the log's order and say so.
             log.warning(
                 "%s[%d]: %r jumps from version %d to %d at offset %d (written outside kes?)",
-                self.topic, self.partition, aggregate_id, have, version, offset,
+                self.topic,
+                self.partition,
+                aggregate_id,
+                have,
+                version,
+                offset,
             )
             offsets.extend([offset] * (version - have))
         # version <= have: already indexed (a re-read after restart); nothing to do.

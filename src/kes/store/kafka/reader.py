@@ -149,9 +149,7 @@ def scan(
     consumer = Consumer(config.reader())
     try:
         starts = from_positions or {}
-        tps = [
-            TopicPartition(topic, p, starts.get(p, OFFSET_BEGINNING)) for p in range(partitions)
-        ]
+        tps = [TopicPartition(topic, p, starts.get(p, OFFSET_BEGINNING)) for p in range(partitions)]
         ends: dict[int, int] = {}
         if not follow:
             for tp in tps:

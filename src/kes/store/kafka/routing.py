@@ -10,6 +10,7 @@ its caller has given up on, so a timeout never hides a late write.
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import threading
 import time
@@ -95,7 +96,10 @@ def expected_from_wire(value: int | str | None) -> Expected:
 def error_reply(request_id: str, exc: BaseException) -> Reply:
     if isinstance(exc, ConcurrencyError):
         return Reply(
-            request_id, False, error="ConcurrencyError", message=str(exc),
+            request_id,
+            False,
+            error="ConcurrencyError",
+            message=str(exc),
             expected=expected_to_wire(exc.expected),  # type: ignore[arg-type]
             actual=exc.actual,
         )
@@ -133,8 +137,10 @@ class Router:
                 return
             rf = self.topics.replication_factor()
             self.topics.ensure(
-                self.reply_topic, 1,
-                {"retention.ms": "3600000", "min.insync.replicas": str(max(1, rf - 1))}, rf,
+                self.reply_topic,
+                1,
+                {"retention.ms": "3600000", "min.insync.replicas": str(max(1, rf - 1))},
+                rf,
             )
             consumer = Consumer(self.config.reader(**{"fetch.wait.max.ms": 5}))
             # Start at the current end, explicitly, so no reply can slip past the consumer.
@@ -167,9 +173,7 @@ class Router:
         finally:
             consumer.close()
 
-    def call(
-        self, request_topic: str, partition: int, timeout: float, **fields: Any
-    ) -> Reply:
+    def call(self, request_topic: str, partition: int, timeout: float, **fields: Any) -> Reply:
         """Send a request to the owner of ``partition`` and wait for its reply."""
         self._start()
         rid = uuid.uuid4().hex
@@ -180,8 +184,10 @@ class Router:
             self._pending[rid] = future
         try:
             self.producer.produce(
-                request_topic, value=request_encoder.encode(request),
-                key=request.aggregate_id, partition=partition,
+                request_topic,
+                value=request_encoder.encode(request),
+                key=request.aggregate_id,
+                partition=partition,
             )
             self.producer.poll(0)
             # A little past the deadline: the owner drops the request after it.
@@ -202,7 +208,5 @@ class Router:
         if self._thread is not None:
             self._thread.join(timeout=5)
         if self._started:
-            try:
+            with contextlib.suppress(Exception):
                 AdminClient(self.config.base()).delete_topics([self.reply_topic])
-            except Exception:  # noqa: BLE001 - best effort clean-up
-                pass

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import threading
 import time
@@ -12,7 +13,7 @@ from typing import Literal
 import msgspec
 from confluent_kafka import Consumer, KafkaException, Message, Producer, TopicPartition
 
-from kes.envelope import NewEvent, Position, RecordedEvent
+from kes.envelope import NewEvent, Position, RecordedEvent, encode, to_envelope
 from kes.errors import KesError, NotOwnerError, StoreUnavailableError
 from kes.partitioning import partition_for
 from kes.store.base import (
@@ -54,9 +55,7 @@ class _TypeMember:
         self.topic_info: TopicInfo = store.topics.ensure_event_topic(aggregate_type)
         self.topic = self.topic_info.name
         self.partitions = self.topic_info.partitions
-        self.request_topic = store.topics.ensure_request_topic(
-            aggregate_type, self.partitions
-        ).name
+        self.request_topic = store.topics.ensure_request_topic(aggregate_type, self.partitions).name
         self.writers: dict[int, PartitionWriter] = {}
         self.joined = threading.Event()
         self._stop = threading.Event()
@@ -99,26 +98,29 @@ class _TypeMember:
                     if msg.error() is None:
                         self._handle_request(msg)
                 self.store.producer.poll(0)
-        except Exception:  # noqa: BLE001
+        except Exception:
             log.exception("%s: writer group loop failed", self.aggregate_type)
         finally:
-            try:
+            with contextlib.suppress(KafkaException):
                 consumer.close()  # leaves the group: revokes (and saves) our partitions
-            except KafkaException:
-                pass
             for p in list(self.writers):
                 self.writers.pop(p).close()
 
     def _on_assign(self, consumer: Consumer, partitions: list[TopicPartition]) -> None:
         new = [
             PartitionWriter(
-                self.config, self.aggregate_type, self.topic, tp.partition,
-                self.topic_info.max_message_bytes, self.store.reader,
+                self.config,
+                self.aggregate_type,
+                self.topic,
+                tp.partition,
+                self.topic_info.max_message_bytes,
+                self.store.reader,
             )
             for tp in partitions
         ]
         for w in new:
             self.writers[w.partition] = w
+
         def take(w: PartitionWriter) -> None:
             try:
                 w.open()
@@ -197,8 +199,11 @@ def _to_reply(request_id: str, future: Future[AppendResult]) -> Reply:
         return error_reply(request_id, exc)
     result = future.result()
     return Reply(
-        request_id, True, version=result.version,
-        offsets=[p.offset for p in result.positions], written=result.written,
+        request_id,
+        True,
+        version=result.version,
+        offsets=[p.offset for p in result.positions],
+        written=result.written,
     )
 
 
@@ -265,10 +270,17 @@ class KafkaEventStore(EventStore):
                 if w is not None:
                     request = AppendRequest(aggregate_id, events, expected_version)
                     return w.submit(request).result(timeout=remaining + 5)
+                for event in events:  # refuse what cannot travel before sending it
+                    encode(to_envelope(aggregate_type, aggregate_id, 1, event))
                 reply = self.router.call(
-                    m.request_topic, p, remaining, kind="append",
-                    aggregate_type=aggregate_type, aggregate_id=aggregate_id,
-                    expected=expected_to_wire(expected_version), events=list(events),
+                    m.request_topic,
+                    p,
+                    remaining,
+                    kind="append",
+                    aggregate_type=aggregate_type,
+                    aggregate_id=aggregate_id,
+                    expected=expected_to_wire(expected_version),
+                    events=list(events),
                 )
             except NotOwnerError:
                 time.sleep(0.05)  # ownership is moving: try again where it went
@@ -299,9 +311,14 @@ class KafkaEventStore(EventStore):
                 return m, p, version, w.index.offsets(aggregate_id, from_version, to_version)
             try:
                 reply = self.router.call(
-                    m.request_topic, p, deadline - time.time(), kind="read",
-                    aggregate_type=aggregate_type, aggregate_id=aggregate_id,
-                    from_version=from_version, to_version=to_version,
+                    m.request_topic,
+                    p,
+                    deadline - time.time(),
+                    kind="read",
+                    aggregate_type=aggregate_type,
+                    aggregate_id=aggregate_id,
+                    from_version=from_version,
+                    to_version=to_version,
                 )
             except NotOwnerError:
                 continue
@@ -374,8 +391,9 @@ class KafkaEventStore(EventStore):
 def _recorded_or_none(msg: Message) -> RecordedEvent | None:
     env = try_decode(msg)
     if env is None:
-        log.warning("%s[%d]@%d is not a kes event; skipped",
-                    msg.topic(), msg.partition(), msg.offset())
+        log.warning(
+            "%s[%d]@%d is not a kes event; skipped", msg.topic(), msg.partition(), msg.offset()
+        )
         return None
     return RecordedEvent(env, Position(msg.topic(), msg.partition(), msg.offset()))
 
@@ -391,7 +409,9 @@ def rebuild_index(config: KafkaConfig, aggregate_type: str) -> tuple[int, int, f
     reader = OffsetReader(config)
     try:
         for p in range(info.partitions):
-            w = PartitionWriter(config, aggregate_type, info.name, p, info.max_message_bytes, reader)
+            w = PartitionWriter(
+                config, aggregate_type, info.name, p, info.max_message_bytes, reader
+            )
             events += w.catch_up()
             w.index.save(w.index_file)
     finally:

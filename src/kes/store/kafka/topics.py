@@ -152,7 +152,5 @@ class Topics:
         md = self.admin.list_topics(timeout=10)
         prefix = self.config.topic_prefix
         suffix = self.config.request_topic_suffix
-        names = sorted(
-            n for n in md.topics if n.startswith(prefix) and not n.endswith(suffix)
-        )
+        names = sorted(n for n in md.topics if n.startswith(prefix) and not n.endswith(suffix))
         return [i for n in names if (i := self.describe(n)) is not None]

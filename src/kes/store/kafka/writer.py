@@ -100,8 +100,11 @@ class PartitionWriter:
         self._thread.start()
         log.info(
             "%s[%d]: owner after %.0f ms (%d aggregates, next offset %d)",
-            self.topic, self.partition, (time.monotonic() - started) * 1000,
-            len(self.index), self.index.next_offset,
+            self.topic,
+            self.partition,
+            (time.monotonic() - started) * 1000,
+            len(self.index),
+            self.index.next_offset,
         )
 
     def _new_producer(self) -> Producer:
@@ -140,7 +143,11 @@ class PartitionWriter:
             if self.index.next_offset > high or self.index.next_offset < low:
                 log.warning(
                     "%s[%d]: saved index ends at %d but the log spans %d..%d; rebuilding",
-                    self.topic, self.partition, self.index.next_offset, low, high,
+                    self.topic,
+                    self.partition,
+                    self.index.next_offset,
+                    low,
+                    high,
                 )
                 self.index = PartitionIndex(self.topic, self.partition)
             if self.index.next_offset >= high:
@@ -181,7 +188,9 @@ class PartitionWriter:
         except (msgspec.DecodeError, msgspec.ValidationError, UnicodeDecodeError, AttributeError):
             log.warning(
                 "%s[%d]@%d is not a kes event; left out of the index",
-                self.topic, self.partition, msg.offset(),
+                self.topic,
+                self.partition,
+                msg.offset(),
             )
             self.index.advance(msg.offset() + 1)
             return 0
@@ -221,11 +230,14 @@ class PartitionWriter:
 
     # ---- appends -------------------------------------------------------------
 
+    def closed(self) -> bool:
+        return self.state is State.CLOSED
+
     def submit(self, request: AppendRequest) -> Future[AppendResult]:
         if self.state is State.CLOSED:
             raise self._not_owner()
         self._queue.put(request)
-        if self.state is State.CLOSED:  # closed while we queued: make sure it is answered
+        if self.closed():  # closed while we queued: make sure it is answered
             self._fail_queued()
         return request.future
 
@@ -246,12 +258,13 @@ class PartitionWriter:
                 events += len(req.events)
             try:
                 self._commit_batch(batch)
-            except Exception as exc:  # noqa: BLE001 - every caller must get an answer
+            except Exception as exc:
                 log.exception("%s[%d]: batch failed", self.topic, self.partition)
                 for req in batch:
                     if not req.future.done():
                         req.future.set_exception(
-                            exc if isinstance(exc, KesError)
+                            exc
+                            if isinstance(exc, KesError)
                             else StoreUnavailableError(f"append failed: {exc!r}")
                         )
             if self.index.events_since_save >= self.config.index_checkpoint_every:
@@ -365,8 +378,12 @@ class PartitionWriter:
             for records in batches:
                 for aid, _, value, hs in records:
                     producer.produce(
-                        self.topic, value=value, key=aid, partition=self.partition,
-                        headers=hs, on_delivery=delivered,
+                        self.topic,
+                        value=value,
+                        key=aid,
+                        partition=self.partition,
+                        headers=hs,
+                        on_delivery=delivered,
                     )
             producer.commit_transaction(self.config.transaction_timeout_ms / 1000)
         except KafkaException as exc:
@@ -419,6 +436,7 @@ class PartitionWriter:
             self._producer = self._new_producer()
             self.catch_up()
         except KesError:
-            log.exception("%s[%d]: could not recover; giving the partition up",
-                          self.topic, self.partition)
+            log.exception(
+                "%s[%d]: could not recover; giving the partition up", self.topic, self.partition
+            )
             self.state = State.CLOSED
