@@ -112,7 +112,11 @@ class Repository(Generic[A]):
         cls = self.aggregate_cls
         agg: A | None = None
         if self.snapshots is not None:
-            snap = self.snapshots.get(self.aggregate_type, agg_id)
+            try:
+                snap = self.snapshots.get(self.aggregate_type, agg_id)
+            except KesError as exc:  # snapshots are a cache: the events alone suffice
+                log.warning("snapshot of %s %r unavailable: %s", self.aggregate_type, agg_id, exc)
+                snap = None
             if (
                 snap is not None
                 and (version is None or snap.version <= version)
@@ -220,6 +224,49 @@ class Application:
         self.clock = clock
         self._repositories: dict[type[Aggregate], Repository[Any]] = {}
         self._lock = threading.Lock()
+
+    @classmethod
+    def from_env(
+        cls,
+        *,
+        snapshots: bool = True,
+        snapshot_every: Mapping[str, int] | None = None,
+        cache_size: int = 1000,
+        **overrides: Any,
+    ) -> Application:
+        """An application on Kafka configured from the environment.
+
+        Builds ``KafkaEventStore(KafkaConfig.from_env(**overrides))`` (``KES_BOOTSTRAP_SERVERS``
+        and the other ``KES_*`` variables; ``overrides`` are KafkaConfig fields, e.g.
+        ``bootstrap_servers="kafka:9092"``) and, unless ``snapshots=False``, a
+        ``KafkaSnapshotStore`` on the same cluster. Nothing connects before first use.
+        Close it (or use ``with``) to stop its Kafka clients and threads.
+        """
+        from kes.snapshots_kafka import KafkaSnapshotStore
+        from kes.store.kafka import KafkaConfig, KafkaEventStore
+
+        config = KafkaConfig.from_env(**overrides)
+        return cls(
+            KafkaEventStore(config),
+            snapshots=KafkaSnapshotStore(config) if snapshots else None,
+            snapshot_every=snapshot_every,
+            cache_size=cache_size,
+        )
+
+    def close(self) -> None:
+        """Close the event store and the snapshot store (if it has a ``close``)."""
+        close_snapshots = getattr(self.snapshots, "close", None)
+        try:
+            if callable(close_snapshots):
+                close_snapshots()
+        finally:
+            self.store.close()
+
+    def __enter__(self) -> Application:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
 
     def repository(self, cls: type[A]) -> Repository[A]:
         """The (single) repository of aggregate class ``cls``."""

@@ -1,0 +1,54 @@
+# kes: two commands do all the set-up on a fresh machine: `make demo` and `make test`.
+SHELL := /bin/bash
+VENV := .venv
+BIN := $(VENV)/bin
+PYTHON ?= python3
+KES_PORT ?= 9092
+export KES_BOOTSTRAP_SERVERS ?= 127.0.0.1:$(KES_PORT)
+
+.PHONY: help venv provision broker stop stop-all lint test test-fast demo bench clean
+
+help: ## list the targets
+	@grep -E '^[a-z-]+:.*## ' Makefile | sed 's/:.*## /\t/'
+
+$(BIN)/.installed: pyproject.toml
+	$(PYTHON) -m venv $(VENV)
+	$(BIN)/pip install -q --upgrade pip
+	$(BIN)/pip install -q -e '.[dev]'
+	touch $@
+
+venv: $(BIN)/.installed ## create .venv and install kes with its dev tools
+
+provision: venv ## make sure Java and Maven are there (installs them with apt when missing)
+	@bash scripts/provision.sh
+
+broker: provision ## fetch Apache Kafka (once) and start a local broker (reuses a running one)
+	$(BIN)/kes broker start --port $(KES_PORT)
+
+stop: ## stop the local broker
+	-$(BIN)/kes broker stop
+
+stop-all: ## stop every broker and cluster the project started
+	-$(BIN)/kes broker stop
+	-$(BIN)/kes broker stop --data-dir .kes/test-broker
+	-$(BIN)/kes broker stop --data-dir .kes/test-cluster3
+
+lint: venv ## ruff and mypy --strict
+	$(BIN)/ruff check src tests examples benchmarks
+	$(BIN)/ruff format --check src tests examples benchmarks
+	$(BIN)/mypy
+
+test: broker lint ## lint, then the whole suite against real Kafka
+	$(BIN)/pytest
+
+test-fast: venv ## the tests that need no Kafka
+	$(BIN)/pytest -m "not kafka and not cluster"
+
+demo: broker ## run the users example against the local broker
+	$(BIN)/python -m examples.users.demo
+
+bench: broker ## run the benchmarks (see benchmarks/README.md)
+	$(BIN)/python -m benchmarks
+
+clean: stop-all ## remove the venv and local broker data
+	rm -rf $(VENV) .kes

@@ -1,0 +1,3 @@
+from kes.cli import main
+
+main()
