@@ -178,6 +178,10 @@ def test_deleting_the_snapshot_topic_changes_no_loaded_result(
     before_v = {i: state(load(repo, i, version=6)) for i in ids if before[i][0] >= 6}
     assert len(snapshots) == 2
     delete_topic(kafka_config, snapshots.topic)
+    deadline = time.monotonic() + 15
+    while len(snapshots) and time.monotonic() < deadline:
+        time.sleep(0.1)  # the running store checks every few seconds that the topic exists
+    assert len(snapshots) == 0
 
     # The running store notices and forgets; a fresh one finds (and re-creates) an empty topic.
     with KafkaSnapshotStore(kafka_config) as fresh:

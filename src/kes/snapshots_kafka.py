@@ -63,6 +63,8 @@ __all__ = ["KafkaSnapshotStore", "snapshot_topic", "snapshot_topic_configs"]
 
 log = logging.getLogger("kes.snapshots")
 
+TOPIC_CHECK_S = 5.0  # how often the reader checks that the topic still exists
+
 _encoder = msgspec.json.Encoder()
 _decoder = msgspec.json.Decoder(Snapshot)
 _HEADERS = [("contentType", b"application/json")]
@@ -101,7 +103,8 @@ class KafkaSnapshotStore(SnapshotStore):
         self.partitions = partitions or config.partitions
         self.load_seconds: float | None = None  # time the initial read of the topic took
         self.loaded_records = 0  # records read by the initial load
-        self._entries: dict[str, tuple[int, bytes | None]] = {}  # key -> (offset, value)
+        # key -> (partition, offset, encoded snapshot)
+        self._entries: dict[str, tuple[int, int, bytes]] = {}
         self._lock = threading.Lock()
         self._start_lock = threading.Lock()
         self._loaded = threading.Event()
@@ -131,9 +134,7 @@ class KafkaSnapshotStore(SnapshotStore):
             )
         with self._lock:
             entry = self._entries.get(_key(aggregate_type, aggregate_id))
-        if entry is None or entry[1] is None:
-            return None
-        return _decoder.decode(entry[1])
+        return None if entry is None else _decoder.decode(entry[2])
 
     def put(self, snapshot: Snapshot) -> None:
         """Store ``snapshot`` (acks=all, waits for delivery) unless a newer one is held.
@@ -154,22 +155,20 @@ class KafkaSnapshotStore(SnapshotStore):
             )
         with self._lock:
             held = self._entries.get(key)
-        if (
-            held is not None
-            and held[1] is not None
-            and _decoder.decode(held[1]).version > snapshot.version
-        ):
+        if held is not None and _decoder.decode(held[2]).version > snapshot.version:
             return  # never replace a newer snapshot with an older one
-        offset = self._produce(key, value, f"snapshot of {key} at version {snapshot.version}")
-        self._apply(key, offset, value)
+        partition, offset = self._produce(
+            key, value, f"snapshot of {key} at version {snapshot.version}"
+        )
+        self._apply(key, partition, offset, value)
 
     def delete(self, aggregate_type: str, aggregate_id: str) -> None:
         """Write a tombstone for the aggregate's snapshot and forget it here."""
         check_aggregate(aggregate_type, aggregate_id)
         key = _key(aggregate_type, aggregate_id)
         self._start()
-        offset = self._produce(key, None, f"tombstone for {key}")
-        self._apply(key, offset, None)
+        partition, offset = self._produce(key, None, f"tombstone for {key}")
+        self._apply(key, partition, offset, None)
 
     # ---- life cycle ------------------------------------------------------------------
 
@@ -181,7 +180,7 @@ class KafkaSnapshotStore(SnapshotStore):
     def __len__(self) -> int:
         """How many snapshots are held in memory."""
         with self._lock:
-            return sum(1 for _, v in self._entries.values() if v is not None)
+            return len(self._entries)
 
     def close(self) -> None:
         """Stop the background consumer and flush the producer. Idempotent."""
@@ -249,13 +248,13 @@ class KafkaSnapshotStore(SnapshotStore):
         self.partitions = info.partitions
         return info
 
-    def _produce(self, key: str, value: bytes | None, what: str) -> int:
+    def _produce(self, key: str, value: bytes | None, what: str) -> tuple[int, int]:
         assert self._producer is not None
         done = threading.Event()
         result: list[Any] = []
 
         def delivered(err: KafkaError | None, msg: Message) -> None:
-            result.append(err if err is not None else msg.offset())
+            result.append(err if err is not None else (msg.partition(), msg.offset()))
             done.set()
 
         try:
@@ -277,24 +276,29 @@ class KafkaSnapshotStore(SnapshotStore):
             )
         outcome = result[0]
         if isinstance(outcome, KafkaError):
-            if outcome.code() in (KafkaError.UNKNOWN_TOPIC_OR_PART, KafkaError._UNKNOWN_TOPIC):
-                self._topic_gone.set()  # re-created on the next call
+            self._topic_gone.set()  # described (and re-created if missing) on the next call
             raise StoreUnavailableError(
                 f"Kafka refused the {what} on {self.topic}: {outcome.str()}. Snapshots are a "
                 "cache: loads stay correct, only slower."
             )
-        return int(outcome)
+        partition, offset = outcome
+        return int(partition), int(offset)
 
-    def _apply(self, key: str, offset: int, value: bytes | None) -> None:
+    def _apply(self, key: str, partition: int, offset: int, value: bytes | None) -> None:
         """Keep the record with the highest offset per key, as compaction does."""
         with self._lock:
             held = self._entries.get(key)
-            if held is not None and held[0] > offset:
+            if held is not None and held[0] == partition and held[1] > offset:
                 return
             if value is None:
                 self._entries.pop(key, None)
             else:
-                self._entries[key] = (offset, value)
+                self._entries[key] = (partition, offset, value)
+
+    def _forget_partition(self, partition: int) -> None:
+        with self._lock:
+            for key in [k for k, e in self._entries.items() if e[0] == partition]:
+                del self._entries[key]
 
     def _forget_all(self) -> None:
         with self._lock:
@@ -304,7 +308,9 @@ class KafkaSnapshotStore(SnapshotStore):
         """Background thread: read the topic from the beginning, then follow it."""
         consumer = Consumer(self.config.reader(**{"allow.auto.create.topics": False}))
         at_end: set[int] = set()
+        seen: dict[int, int] = {}  # partition -> highest offset read
         assigned = 0
+        next_check = time.monotonic() + TOPIC_CHECK_S
         try:
             while not self._stop.is_set():
                 if assigned != self.partitions:
@@ -312,12 +318,28 @@ class KafkaSnapshotStore(SnapshotStore):
                     consumer.assign(
                         [TopicPartition(self.topic, p, OFFSET_BEGINNING) for p in range(assigned)]
                     )
+                if time.monotonic() >= next_check:
+                    next_check = time.monotonic() + TOPIC_CHECK_S
+                    if not self._topic_exists(consumer):
+                        self._on_topic_gone()
+                        seen.clear()
                 for msg in drain(consumer, 1000, 0.1):
                     err = msg.error()
                     if err is None:
-                        key = msg.key()
+                        p, offset, key = msg.partition(), msg.offset(), msg.key()
+                        if offset <= seen.get(p, -1):
+                            # The log went backwards: the topic was deleted and re-created.
+                            log.warning(
+                                "snapshot topic %s[%d] restarted at offset %d (it was deleted "
+                                "and re-created); its older snapshots are forgotten here.",
+                                self.topic,
+                                p,
+                                offset,
+                            )
+                            self._forget_partition(p)
+                        seen[p] = offset
                         if key is not None:
-                            self._apply(key.decode("utf-8", "replace"), msg.offset(), msg.value())
+                            self._apply(key.decode("utf-8", "replace"), p, offset, msg.value())
                             if not self._loaded.is_set():
                                 self.loaded_records += 1
                     elif err.code() == KafkaError._PARTITION_EOF:
@@ -329,8 +351,8 @@ class KafkaSnapshotStore(SnapshotStore):
                         KafkaError.UNKNOWN_TOPIC_OR_PART,
                         KafkaError._UNKNOWN_TOPIC,
                     ):
-                        self._on_topic_gone(consumer, assigned)
-                        at_end.clear()
+                        self._on_topic_gone()
+                        seen.clear()
                     else:
                         log.warning("snapshot topic %s: %s", self.topic, err.str())
         except (KafkaException, KesError):
@@ -341,18 +363,21 @@ class KafkaSnapshotStore(SnapshotStore):
             with contextlib.suppress(KafkaException, RuntimeError):
                 consumer.close()
 
-    def _on_topic_gone(self, consumer: Consumer, partitions: int) -> None:
-        """The topic was deleted: forget its snapshots, read it again once it reappears."""
+    def _topic_exists(self, consumer: Consumer) -> bool:
+        try:
+            md = consumer.list_topics(self.topic, timeout=5)
+        except KafkaException:
+            return True  # cannot tell: keep what we hold
+        t = md.topics.get(self.topic)
+        return t is not None and t.error is None and bool(t.partitions)
+
+    def _on_topic_gone(self) -> None:
         if not self._topic_gone.is_set():
             log.warning(
-                "snapshot topic %s disappeared: its snapshots are forgotten here; the next "
-                "put re-creates it. Loads fall back to the events meanwhile.",
+                "snapshot topic %s is gone: its snapshots are forgotten here and the next "
+                "put re-creates it; loads use the events meanwhile.",
                 self.topic,
             )
         self._topic_gone.set()
         self._forget_all()
         self._loaded.set()  # an absent topic is fully read: it holds nothing
-        time.sleep(0.5)
-        consumer.assign(
-            [TopicPartition(self.topic, p, OFFSET_BEGINNING) for p in range(partitions)]
-        )

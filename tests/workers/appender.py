@@ -1,0 +1,82 @@
+"""A writer process for fault tests: appends with expected versions from several threads
+and logs every outcome (one JSON line, written with O_APPEND and no buffering, so a
+kill -9 loses at most the line being written, never an acknowledged one)."""
+
+from __future__ import annotations
+
+import argparse
+import json
+import logging
+import os
+import random
+import threading
+import time
+import uuid
+
+from kes import ConcurrencyError, KesError, NewEvent
+from kes.partitioning import partition_for
+from kes.store.kafka import KafkaConfig, KafkaEventStore
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser()
+    ap.add_argument("--config", required=True, help="KafkaConfig fields as JSON")
+    ap.add_argument("--type", default="Race")
+    ap.add_argument("--aggregates", type=int, default=50)
+    ap.add_argument("--threads", type=int, default=8)
+    ap.add_argument("--seconds", type=float, default=20)
+    ap.add_argument("--out", required=True)
+    ap.add_argument("--ready", help="file to write the owned partitions to once joined")
+    ap.add_argument("--own-only", action="store_true", help="append only where we own")
+    args = ap.parse_args()
+    logging.basicConfig(level=logging.WARNING)
+
+    config = KafkaConfig(**json.loads(args.config))
+    store = KafkaEventStore(config)
+    owned = store.owned_partitions(args.type)
+    names = [f"agg-{i}" for i in range(args.aggregates)]
+    if args.own_only:
+        names = [n for n in names if partition_for(n, config.partitions) in owned]
+    if args.ready:
+        with open(args.ready + ".tmp", "w") as f:
+            json.dump({"pid": os.getpid(), "owned": owned, "aggregates": names}, f)
+        os.replace(args.ready + ".tmp", args.ready)
+    fd = os.open(args.out, os.O_WRONLY | os.O_CREAT | os.O_APPEND, 0o644)
+    stop_at = time.monotonic() + args.seconds
+
+    def log(**fields: object) -> None:
+        os.write(fd, (json.dumps(fields) + "\n").encode())
+
+    def work(seed: int) -> None:
+        rnd = random.Random(seed)
+        while time.monotonic() < stop_at and names:
+            agg = rnd.choice(names)
+            event_id = str(uuid.uuid4())
+            started = time.time()
+            try:
+                expected = store.stream_version(args.type, agg)
+                result = store.append(
+                    args.type, agg,
+                    [NewEvent(event_type="Bumped", payload={"by": os.getpid()}, event_id=event_id)],
+                    expected,
+                )
+                log(agg=agg, id=event_id, outcome="ok", version=result.version,
+                    offset=result.positions[0].offset, t0=started, t1=time.time())
+            except ConcurrencyError as exc:
+                log(agg=agg, id=event_id, outcome="conflict", expected=exc.expected,
+                    actual=exc.actual, t0=started, t1=time.time())
+            except KesError as exc:
+                log(agg=agg, id=event_id, outcome="error", error=type(exc).__name__,
+                    message=str(exc)[:300], t0=started, t1=time.time())
+
+    threads = [threading.Thread(target=work, args=(i,)) for i in range(args.threads)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    store.close()
+    os.close(fd)
+
+
+if __name__ == "__main__":
+    main()
