@@ -25,18 +25,37 @@ class Outcomes:
 
 
 def spawn_appender(
-    config: KafkaConfig, out: Path, *, seconds: float, threads: int = 8,
-    aggregates: int = 50, ready: Path | None = None, own_only: bool = False,
-    index_dir: str | None = None, type_: str = "Race",
+    config: KafkaConfig,
+    out: Path,
+    *,
+    seconds: float,
+    threads: int = 8,
+    aggregates: int = 50,
+    ready: Path | None = None,
+    own_only: bool = False,
+    index_dir: str | None = None,
+    type_: str = "Race",
 ) -> subprocess.Popen[bytes]:
     fields = asdict(config)
     fields["member_name"] = f"appender-{uuid.uuid4().hex[:6]}"
     if index_dir is not None:
         fields["index_dir"] = index_dir
     cmd = [
-        sys.executable, "-m", "tests.workers.appender", "--config", json.dumps(fields),
-        "--seconds", str(seconds), "--threads", str(threads), "--aggregates", str(aggregates),
-        "--out", str(out), "--type", type_,
+        sys.executable,
+        "-m",
+        "tests.workers.appender",
+        "--config",
+        json.dumps(fields),
+        "--seconds",
+        str(seconds),
+        "--threads",
+        str(threads),
+        "--aggregates",
+        str(aggregates),
+        "--out",
+        str(out),
+        "--type",
+        type_,
     ]
     if ready is not None:
         cmd += ["--ready", str(ready)]
@@ -73,11 +92,15 @@ def outcomes(*paths: Path) -> Outcomes:
 def read_log(bootstrap_servers: str, topic: str, partitions: int) -> list[dict[str, Any]]:
     """Every committed record of ``topic``, in offset order per partition, with a plain
     read_committed consumer (no kes code involved)."""
-    consumer = Consumer({
-        "bootstrap.servers": bootstrap_servers, "group.id": uuid.uuid4().hex,
-        "isolation.level": "read_committed", "enable.partition.eof": True,
-        "enable.auto.commit": False,
-    })
+    consumer = Consumer(
+        {
+            "bootstrap.servers": bootstrap_servers,
+            "group.id": uuid.uuid4().hex,
+            "isolation.level": "read_committed",
+            "enable.partition.eof": True,
+            "enable.auto.commit": False,
+        }
+    )
     consumer.assign([TopicPartition(topic, p, 0) for p in range(partitions)])
     records: list[dict[str, Any]] = []
     done: set[int] = set()

@@ -74,8 +74,9 @@ def test_start_twice_reuses_the_running_broker(bootstrap_servers: str) -> None:
     cluster = _cluster_of(bootstrap_servers)
     if cluster is None:
         pytest.skip("the broker under test was not started by kes")
-    result = kes("broker", "start", "--data-dir", cluster.data_dir,
-                 "--port", str(cluster.nodes[0].port))
+    result = kes(
+        "broker", "start", "--data-dir", cluster.data_dir, "--port", str(cluster.nodes[0].port)
+    )
     assert result.returncode == 0, result.stderr
     assert "already running" in result.stdout
 
@@ -96,13 +97,17 @@ def test_three_nodes_keep_every_acknowledged_record_through_a_node_crash(
 ) -> None:
     topic = f"durable-{uuid.uuid4().hex[:8]}"
     admin = AdminClient({"bootstrap.servers": cluster3.bootstrap_servers})
-    admin.create_topics(
-        [NewTopic(topic, 3, 3, config={"min.insync.replicas": "2"})]
-    )[topic].result(timeout=60)
-    producer = Producer({
-        "bootstrap.servers": cluster3.bootstrap_servers,
-        "acks": "all", "enable.idempotence": True, "linger.ms": 5,
-    })
+    admin.create_topics([NewTopic(topic, 3, 3, config={"min.insync.replicas": "2"})])[topic].result(
+        timeout=60
+    )
+    producer = Producer(
+        {
+            "bootstrap.servers": cluster3.bootstrap_servers,
+            "acks": "all",
+            "enable.idempotence": True,
+            "linger.ms": 5,
+        }
+    )
     acked: set[str] = set()
 
     def delivered(err: KafkaError | None, msg: object) -> None:
@@ -125,11 +130,15 @@ def test_three_nodes_keep_every_acknowledged_record_through_a_node_crash(
     assert restarted.returncode == 0, restarted.stderr
     write(500, "after")
 
-    consumer = Consumer({
-        "bootstrap.servers": cluster3.bootstrap_servers, "group.id": uuid.uuid4().hex,
-        "enable.partition.eof": True, "auto.offset.reset": "earliest",
-        "isolation.level": "read_committed",
-    })
+    consumer = Consumer(
+        {
+            "bootstrap.servers": cluster3.bootstrap_servers,
+            "group.id": uuid.uuid4().hex,
+            "enable.partition.eof": True,
+            "auto.offset.reset": "earliest",
+            "isolation.level": "read_committed",
+        }
+    )
     consumer.assign([TopicPartition(topic, p, 0) for p in range(3)])
     seen: list[str] = []
     eof: set[int] = set()

@@ -34,15 +34,15 @@ def test_librdkafka_murmur2_partitioner_agrees(bootstrap_servers: str, unique: s
 
     admin = AdminClient({"bootstrap.servers": bootstrap_servers})
     admin.create_topics([NewTopic(unique, 12, 1)])[unique].result(timeout=30)
-    producer = Producer(
-        {"bootstrap.servers": bootstrap_servers, "partitioner": "murmur2_random"}
-    )
+    producer = Producer({"bootstrap.servers": bootstrap_servers, "partitioner": "murmur2_random"})
     placed: dict[str, int] = {}
     for key, *_ in JAVA:
         if not key:
             continue  # murmur2_random sends empty keys to a random partition
         producer.produce(
-            unique, key=key, value=b"x",
+            unique,
+            key=key,
+            value=b"x",
             on_delivery=lambda err, msg: placed.__setitem__(msg.key().decode(), msg.partition()),
         )
     producer.flush(30)

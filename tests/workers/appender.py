@@ -56,18 +56,40 @@ def main() -> None:
             try:
                 expected = store.stream_version(args.type, agg)
                 result = store.append(
-                    args.type, agg,
+                    args.type,
+                    agg,
                     [NewEvent(event_type="Bumped", payload={"by": os.getpid()}, event_id=event_id)],
                     expected,
                 )
-                log(agg=agg, id=event_id, outcome="ok", version=result.version,
-                    offset=result.positions[0].offset, t0=started, t1=time.time())
+                log(
+                    agg=agg,
+                    id=event_id,
+                    outcome="ok",
+                    version=result.version,
+                    offset=result.positions[0].offset,
+                    t0=started,
+                    t1=time.time(),
+                )
             except ConcurrencyError as exc:
-                log(agg=agg, id=event_id, outcome="conflict", expected=exc.expected,
-                    actual=exc.actual, t0=started, t1=time.time())
+                log(
+                    agg=agg,
+                    id=event_id,
+                    outcome="conflict",
+                    expected=exc.expected,
+                    actual=exc.actual,
+                    t0=started,
+                    t1=time.time(),
+                )
             except KesError as exc:
-                log(agg=agg, id=event_id, outcome="error", error=type(exc).__name__,
-                    message=str(exc)[:300], t0=started, t1=time.time())
+                log(
+                    agg=agg,
+                    id=event_id,
+                    outcome="error",
+                    error=type(exc).__name__,
+                    message=str(exc)[:300],
+                    t0=started,
+                    t1=time.time(),
+                )
 
     threads = [threading.Thread(target=work, args=(i,)) for i in range(args.threads)]
     for t in threads:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import logging
 import os
 import socket
 import uuid
@@ -82,7 +83,10 @@ class KafkaConfig:
         return f"{self.group(aggregate_type)}.p{partition}"
 
     def base(self) -> dict[str, Any]:
-        conf: dict[str, Any] = {"bootstrap.servers": self.bootstrap_servers, "log_level": 3}
+        conf: dict[str, Any] = {
+            "bootstrap.servers": self.bootstrap_servers,
+            "logger": logging.getLogger("kes.kafka"),  # librdkafka logs go to logging
+        }
         conf.update(self.client)
         return conf
 

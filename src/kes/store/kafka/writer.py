@@ -259,7 +259,10 @@ class PartitionWriter:
             try:
                 self._commit_batch(batch)
             except Exception as exc:
-                log.exception("%s[%d]: batch failed", self.topic, self.partition)
+                if isinstance(exc, KesError):
+                    log.warning("%s[%d]: batch failed: %s", self.topic, self.partition, exc)
+                else:
+                    log.exception("%s[%d]: batch failed", self.topic, self.partition)
                 for req in batch:
                     if not req.future.done():
                         req.future.set_exception(
