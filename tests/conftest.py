@@ -15,7 +15,7 @@ from kes.store.kafka import KafkaConfig, KafkaEventStore
 
 ROOT = Path(__file__).resolve().parent.parent
 TEST_BROKER_PORT = int(os.environ.get("KES_TEST_BROKER_PORT", "39092"))
-TEST_CLUSTER_PORT = int(os.environ.get("KES_TEST_CLUSTER_PORT", "39192"))
+TEST_CLUSTER_PORT = int(os.environ.get("KES_TEST_CLUSTER_PORT", "39300"))
 
 
 def _start(data_dir: Path, nodes: int, port: int) -> tuple[LocalCluster, bool]:

@@ -15,7 +15,6 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from kes.application import Repository
-from kes.errors import StoreUnavailableError
 from kes.snapshots import Snapshot
 from kes.snapshots_kafka import KafkaSnapshotStore, snapshot_topic
 from kes.store.kafka import KafkaConfig, KafkaEventStore
@@ -117,17 +116,6 @@ def state(user: User) -> tuple[int, dict[str, object]]:
 
 
 def load(repo: Repository[User], agg_id: str, version: int | None = None) -> User:
-    """``repo.get``, retried briefly on StoreUnavailableError.
-
-    Works around a store bug: reading right after an append can hit the end of the
-    partition before the transaction's commit marker has moved the last stable offset
-    (OffsetReader raises "offsets [...] are past the end"); ~5% of such reads.
-    """
-    for _ in range(40):
-        try:
-            return repo.get(agg_id, version=version)
-        except StoreUnavailableError:
-            time.sleep(0.05)
     return repo.get(agg_id, version=version)
 
 

@@ -27,7 +27,7 @@ from kes.domain import Aggregate
 from kes.envelope import RecordedEvent, now
 from kes.errors import AggregateNotFoundError, ConcurrencyError, InvalidInputError, KesError
 from kes.snapshots import SnapshotStore, restore, take_snapshot
-from kes.store.base import NO_STREAM, EventStore, Expected
+from kes.store.base import NO_STREAM, AppendResult, EventStore, Expected
 
 __all__ = ["Application", "Repository", "retry_on_conflict"]
 
@@ -149,9 +149,14 @@ class Repository(Generic[A]):
         Raises ConcurrencyError (nothing written, cache entry dropped) when the stream
         moved since the aggregate was loaded.
         """
+        return self.append(aggregate, metadata).version
+
+    def append(self, aggregate: A, metadata: Mapping[str, str] | None = None) -> AppendResult:
+        """:meth:`save`, returning the store's AppendResult: the new version and where each
+        event landed (no positions, ``written=False``, when nothing was pending)."""
         pending = aggregate._kes_pending
         if not pending:
-            return aggregate.version
+            return AppendResult(aggregate.version, [], written=False)
         base = aggregate.version - len(pending)
         expected: Expected = NO_STREAM if base == 0 else base
         stamp = self.clock()
@@ -163,7 +168,7 @@ class Repository(Generic[A]):
             for e in pending
         ]
         try:
-            self.store.append(self.aggregate_type, aggregate.id, events, expected)
+            result = self.store.append(self.aggregate_type, aggregate.id, events, expected)
         except ConcurrencyError:
             self.forget(aggregate.id)
             raise
@@ -182,7 +187,7 @@ class Repository(Generic[A]):
                 self.snapshots.put(take_snapshot(aggregate))
             except KesError as exc:  # the events are saved; a missing snapshot only slows loads
                 log.warning("snapshot of %s %r failed: %s", self.aggregate_type, aggregate.id, exc)
-        return aggregate.version
+        return result
 
     def forget(self, aggregate_id: str) -> None:
         """Drop an aggregate from the cache."""
@@ -294,10 +299,15 @@ class Application:
         """Load an aggregate; see :meth:`Repository.get`."""
         return self.repository(cls).get(aggregate_id, version=version, at=at)
 
-    def save(self, *aggregates: Aggregate, metadata: Mapping[str, str] | None = None) -> None:
-        """Append each aggregate's pending events: atomic per aggregate, not across them."""
-        for agg in aggregates:
-            self.repository(type(agg)).save(agg, metadata)
+    def save(
+        self, *aggregates: Aggregate, metadata: Mapping[str, str] | None = None
+    ) -> list[AppendResult]:
+        """Append each aggregate's pending events: atomic per aggregate, not across them.
+
+        Returns one AppendResult per aggregate: its new version and the Kafka position
+        (topic, partition, offset) of each event written.
+        """
+        return [self.repository(type(agg)).append(agg, metadata) for agg in aggregates]
 
     def update(
         self,

@@ -73,7 +73,7 @@ class LocalCluster:
         root = Path(data_dir).resolve()
         return cls(
             data_dir=str(root),
-            cluster_id=base64.urlsafe_b64encode(uuid.uuid4().bytes).decode().rstrip("="),
+            cluster_id=_new_cluster_id(),
             nodes=[
                 Node(
                     node_id=i + 1,
@@ -273,8 +273,7 @@ class LocalCluster:
                     "kafka.tools.StorageTool",
                     "format",
                     "--ignore-formatted",
-                    "-t",
-                    self.cluster_id,
+                    f"--cluster-id={self.cluster_id}",
                     "-c",
                     str(config),
                 ],
@@ -326,6 +325,14 @@ class LocalCluster:
     def _kill_all(self) -> None:
         for n in self.nodes:
             self._signal(n, signal.SIGKILL)
+
+
+def _new_cluster_id() -> str:
+    """A Kafka Uuid in base64 that no command line can mistake for an option."""
+    while True:
+        cid = base64.urlsafe_b64encode(uuid.uuid4().bytes).decode().rstrip("=")
+        if not cid.startswith("-"):
+            return cid
 
 
 def _pid_alive(pid: int) -> bool:

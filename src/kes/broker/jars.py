@@ -11,6 +11,8 @@ from kes.errors import BrokerError
 
 DEFAULT_KAFKA_VERSION = "4.1.1"
 LOG4J_VERSION = "2.25.3"
+SLF4J_VERSION = "2.0.17"  # Kafka's tools pull slf4j 1.7, which cannot see the log4j2 binding
+LAYOUT = "r2"  # bump when the jar set changes, so caches refetch
 
 _POM = """<project xmlns="http://maven.apache.org/POM/4.0.0">
   <modelVersion>4.0.0</modelVersion>
@@ -21,6 +23,8 @@ _POM = """<project xmlns="http://maven.apache.org/POM/4.0.0">
       <version>{kafka}</version></dependency>
     <dependency><groupId>org.apache.kafka</groupId><artifactId>kafka-tools</artifactId>
       <version>{kafka}</version></dependency>
+    <dependency><groupId>org.slf4j</groupId><artifactId>slf4j-api</artifactId>
+      <version>{slf4j}</version></dependency>
     <dependency><groupId>org.apache.logging.log4j</groupId><artifactId>log4j-core</artifactId>
       <version>{log4j}</version></dependency>
     <dependency><groupId>org.apache.logging.log4j</groupId>
@@ -70,7 +74,7 @@ def libs_dir(progress: bool = True) -> Path:
             )
         return libs
     version = kafka_version()
-    target = cache_dir() / f"kafka-{version}"
+    target = cache_dir() / f"kafka-{version}-{LAYOUT}"
     libs = target / "libs"
     marker = target / ".complete"
     if marker.exists():
@@ -82,7 +86,9 @@ def libs_dir(progress: bool = True) -> Path:
             "install it (apt-get install maven) or set KAFKA_HOME to a Kafka distribution."
         )
     target.mkdir(parents=True, exist_ok=True)
-    (target / "pom.xml").write_text(_POM.format(kafka=version, log4j=LOG4J_VERSION))
+    (target / "pom.xml").write_text(
+        _POM.format(kafka=version, log4j=LOG4J_VERSION, slf4j=SLF4J_VERSION)
+    )
     if progress:
         print(f"fetching Apache Kafka {version} jars from Maven Central into {libs} ...")
     proc = subprocess.run(

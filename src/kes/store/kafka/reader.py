@@ -19,6 +19,8 @@ log = logging.getLogger("kes.reader")
 
 # Skipping this many records of other aggregates is cheaper than one more seek.
 SEEK_GAP = 4_000
+# How long an offset known to be committed may stay invisible before we call it missing.
+END_GRACE_S = 5.0
 
 
 def drain(consumer: Consumer, max_messages: int, timeout: float) -> list[Message]:
@@ -91,25 +93,34 @@ class OffsetReader:
         consumer.assign([TopicPartition(topic, partition, run[0])])
         found: list[Message] = []
         deadline = time.monotonic() + self.config.request_timeout_s
+        at_end_since: float | None = None
         while time.monotonic() < deadline:
-            for msg in drain(consumer, 1000, 1.0):
+            for msg in drain(consumer, 1000, 0.1):
                 err = msg.error()
                 if err is not None:
-                    if err.code() == KafkaError._PARTITION_EOF:
-                        missing = sorted(wanted - {m.offset() for m in found})
-                        raise StoreUnavailableError(
-                            f"{topic}[{partition}]: offsets {missing[:5]} are past the end of "
-                            "the partition; the index does not match the topic. Rebuild it "
-                            "with `kes index rebuild`."
-                        )
-                    raise StoreUnavailableError(f"reading {topic}[{partition}]: {err}")
+                    if err.code() != KafkaError._PARTITION_EOF:
+                        raise StoreUnavailableError(f"reading {topic}[{partition}]: {err}")
+                    # A commit returns before its markers are written: for a moment a
+                    # read_committed reader still ends before the newest events. Wait.
+                    at_end_since = at_end_since or time.monotonic()
+                    continue
                 if msg.partition() != partition or msg.topic() != topic:
                     continue
+                at_end_since = None
                 off = msg.offset()
+                if off < run[0]:
+                    continue  # fetched for an earlier request on this pooled consumer
                 if off in wanted:
                     found.append(msg)
                 if off >= last:
                     return found
+            if at_end_since is not None and time.monotonic() - at_end_since > END_GRACE_S:
+                missing = sorted(wanted - {m.offset() for m in found})
+                raise StoreUnavailableError(
+                    f"{topic}[{partition}]: offsets {missing[:5]} are past the end of "
+                    "the partition; the index does not match the topic. Rebuild it "
+                    "with `kes index rebuild`."
+                )
         raise StoreUnavailableError(
             f"reading {topic}[{partition}] offsets {run[0]}..{last} took longer than "
             f"{self.config.request_timeout_s}s; is the broker healthy?"

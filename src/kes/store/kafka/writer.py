@@ -83,6 +83,8 @@ class PartitionWriter:
         self._thread: threading.Thread | None = None
         self.index_file = index_path(config.index_dir, topic, partition)
         self.transactions = 0
+        self.restored_offset = 0  # where the saved index ended when this owner started
+        self.caught_up_events = 0  # events read from the log to complete the index
 
     # ---- ownership ------------------------------------------------------------
 
@@ -90,8 +92,9 @@ class PartitionWriter:
         """Fence every earlier owner, catch the index up to the end, start serving."""
         started = time.monotonic()
         self.index = PartitionIndex.load(self.index_file, self.topic, self.partition)
+        self.restored_offset = self.index.next_offset
         self._producer = self._new_producer()
-        self.catch_up()
+        self.caught_up_events = self.catch_up()
         self.state = State.READY
         self.ready.set()
         self._thread = threading.Thread(

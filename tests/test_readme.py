@@ -1,0 +1,42 @@
+"""Every ```python block of README.md runs, against the test broker."""
+
+from __future__ import annotations
+
+import os
+import re
+from pathlib import Path
+
+import pytest
+
+pytestmark = pytest.mark.kafka
+
+ROOT = Path(__file__).resolve().parent.parent
+README = Path(os.environ.get("KES_README", ROOT / "README.md"))
+BLOCK = re.compile(r"^```python[ \t]*\n(.*?)^```[ \t]*$", re.DOTALL | re.MULTILINE)
+
+
+def python_blocks(text: str) -> list[str]:
+    return [m.group(1) for m in BLOCK.finditer(text)]
+
+
+def test_blocks_are_found() -> None:
+    text = "intro\n```python\nx = 1\n```\n\n```bash\nls\n```\n```python\ny = 2\n```\n"
+    assert python_blocks(text) == ["x = 1\n", "y = 2\n"]
+
+
+def test_readme_python_blocks_run(
+    bootstrap_servers: str, unique: str, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    if not README.exists():
+        pytest.skip(f"{README} does not exist yet")
+    blocks = python_blocks(README.read_text(encoding="utf-8"))
+    if not blocks:
+        pytest.skip(f"{README} has no ```python block yet")
+    monkeypatch.setenv("KES_BOOTSTRAP_SERVERS", bootstrap_servers)
+    monkeypatch.setenv("KES_TOPIC_PREFIX", f"{unique}.events.")
+    monkeypatch.setenv("KES_INDEX_DIR", str(tmp_path / "index"))
+    monkeypatch.setenv("KES_PARTITIONS", "4")
+    monkeypatch.chdir(tmp_path)
+    for i, code in enumerate(blocks, 1):
+        namespace: dict[str, object] = {"__name__": f"readme_block_{i}"}
+        exec(compile(code, f"{README.name} python block {i}", "exec"), namespace)

@@ -1,0 +1,83 @@
+"""On the 3-node cluster (RF 3, min ISR 2): a broker crash during sustained appends
+loses no acknowledged event and keeps every aggregate's order."""
+
+from __future__ import annotations
+
+import dataclasses
+import threading
+import time
+import uuid
+from pathlib import Path
+
+import pytest
+
+from kes import ConcurrencyError, KesError, NewEvent
+from kes.broker import LocalCluster
+from kes.store.kafka import KafkaConfig, KafkaEventStore
+from tests.faults import Outcomes, check_acknowledged, check_streams, read_log
+
+pytestmark = [pytest.mark.kafka, pytest.mark.cluster, pytest.mark.slow]
+
+
+def test_broker_crash_during_appends_loses_no_acknowledged_event(
+    cluster3: LocalCluster, kafka_config: KafkaConfig, tmp_path: Path
+) -> None:
+    config = dataclasses.replace(
+        kafka_config,
+        bootstrap_servers=cluster3.bootstrap_servers,
+        partitions=6,
+        index_dir=str(tmp_path / "idx"),
+    )
+    result = Outcomes()
+    lock = threading.Lock()
+    stop = threading.Event()
+    with KafkaEventStore(config) as store:
+        assert store.topics.replication_factor() == 3
+        store.owned_partitions("Race")
+
+        def work(seed: int) -> None:
+            n = 0
+            while not stop.is_set():
+                agg = f"agg-{(seed * 7 + n) % 40}"
+                n += 1
+                eid = str(uuid.uuid4())
+                try:
+                    v = store.stream_version("Race", agg)
+                    r = store.append(
+                        "Race", agg, [NewEvent(event_type="E", payload={}, event_id=eid)], v
+                    )
+                    row = {"agg": agg, "id": eid, "version": r.version}
+                    with lock:
+                        result.ok.append(row)
+                except ConcurrencyError:
+                    with lock:
+                        result.conflict.append({"agg": agg, "id": eid})
+                except KesError as exc:
+                    with lock:
+                        result.error.append({"agg": agg, "id": eid, "error": str(exc)})
+
+        threads = [threading.Thread(target=work, args=(i,)) for i in range(8)]
+        for t in threads:
+            t.start()
+        time.sleep(5)
+        before_kill = len(result.ok)
+        victim = cluster3.nodes[2].node_id
+        cluster3.kill(victim)
+        time.sleep(10)
+        during = len(result.ok) - before_kill
+        cluster3.restart(victim)
+        time.sleep(3)
+        stop.set()
+        for t in threads:
+            t.join(timeout=120)
+    info = store.topics.describe(config.topic("Race"))
+    assert info is not None and info.replication_factor == 3
+    assert info.configs["min.insync.replicas"] == "2"
+    records = read_log(config.bootstrap_servers, config.topic("Race"), config.partitions)
+    check_streams(records)
+    check_acknowledged(records, result)
+    print(
+        f"\nbroker crash: {len(result.ok)} acknowledged ({during} while a node was down), "
+        f"{len(result.conflict)} conflicts, {len(result.error)} errors"
+    )
+    assert during > 0, "no append succeeded while one of three brokers was down"

@@ -1,0 +1,112 @@
+"""Restarts from the persisted index, rebuilds from the log, topics that would lose
+events, events too large for the topic."""
+
+from __future__ import annotations
+
+import dataclasses
+import shutil
+from pathlib import Path
+
+import pytest
+from confluent_kafka.admin import AdminClient, NewTopic
+
+from kes import NO_STREAM, EventTooLargeError, NewEvent, TopicConfigError
+from kes.store.kafka import KafkaConfig, KafkaEventStore, rebuild_index
+
+pytestmark = pytest.mark.kafka
+
+
+def ev(**payload: object) -> NewEvent:
+    return NewEvent(event_type="Happened", payload=payload)
+
+
+def fill(store: KafkaEventStore, n_aggs: int, n_events: int) -> None:
+    for a in range(n_aggs):
+        store.append("Acct", f"a{a}", [ev(i=i) for i in range(n_events)], NO_STREAM)
+
+
+def test_restarted_writer_continues_from_its_persisted_index(kafka_config: KafkaConfig) -> None:
+    with KafkaEventStore(kafka_config) as store:
+        fill(store, 20, 5)
+    with KafkaEventStore(kafka_config) as store:
+        writers = store.member("Acct").writers
+        store.owned_partitions("Acct")
+        assert sum(w.restored_offset for w in writers.values()) >= 100
+        assert sum(w.caught_up_events for w in writers.values()) == 0  # nothing re-read
+        assert store.append("Acct", "a3", [ev(i=5)], 5).version == 6
+        assert [e.version for e in store.read_stream("Acct", "a3")] == [1, 2, 3, 4, 5, 6]
+
+
+def test_writer_without_an_index_rebuilds_it_from_the_log(kafka_config: KafkaConfig) -> None:
+    with KafkaEventStore(kafka_config) as store:
+        fill(store, 20, 5)
+        before = {f"a{a}": store.stream_version("Acct", f"a{a}") for a in range(20)}
+    shutil.rmtree(kafka_config.index_dir)
+    with KafkaEventStore(kafka_config) as store:
+        store.owned_partitions("Acct")
+        writers = store.member("Acct").writers
+        assert sum(w.caught_up_events for w in writers.values()) == 100
+        after = {f"a{a}": store.stream_version("Acct", f"a{a}") for a in range(20)}
+        assert after == before
+        assert store.append("Acct", "a7", [ev()], 5).version == 6
+
+
+def test_index_written_while_other_events_arrived_is_caught_up(
+    kafka_config: KafkaConfig, tmp_path: Path
+) -> None:
+    other = dataclasses.replace(kafka_config, index_dir=str(tmp_path / "other"))
+    with KafkaEventStore(kafka_config) as store:
+        fill(store, 10, 2)
+    with KafkaEventStore(other) as store:  # another writer appends meanwhile
+        store.append("Acct", "a1", [ev(), ev()], 2)
+    with KafkaEventStore(kafka_config) as store:  # back with the old, stale index
+        assert store.stream_version("Acct", "a1") == 4
+        writers = store.member("Acct").writers
+        assert sum(w.caught_up_events for w in writers.values()) == 2
+
+
+def test_rebuild_index_reads_every_event(kafka_config: KafkaConfig) -> None:
+    with KafkaEventStore(kafka_config) as store:
+        fill(store, 10, 3)
+    partitions, events, seconds = rebuild_index(kafka_config, "Acct")
+    assert (partitions, events) == (kafka_config.partitions, 30)
+    assert seconds >= 0
+
+
+def test_event_larger_than_the_topic_allows_is_refused(kafka_config: KafkaConfig) -> None:
+    with KafkaEventStore(kafka_config) as store:
+        big = ev(blob="x" * 1_100_000)
+        with pytest.raises(EventTooLargeError, match=r"max\.message\.bytes"):
+            store.append("Acct", "big", [ev(), big], NO_STREAM)
+        assert store.stream_version("Acct", "big") == 0
+        assert store.append("Acct", "big", [ev()], NO_STREAM).version == 1
+
+
+@pytest.mark.parametrize(
+    ("config", "setting"),
+    [
+        ({"cleanup.policy": "compact"}, "cleanup.policy=compact"),
+        ({"retention.ms": "604800000"}, "retention.ms=604800000"),
+        ({"retention.ms": "-1", "retention.bytes": "1073741824"}, "retention.bytes=1073741824"),
+    ],
+)
+def test_existing_topic_that_would_lose_events_is_refused(
+    kafka_config: KafkaConfig, config: dict[str, str], setting: str
+) -> None:
+    topic = kafka_config.topic("Acct")
+    admin = AdminClient({"bootstrap.servers": kafka_config.bootstrap_servers})
+    admin.create_topics([NewTopic(topic, 4, 1, config=config)])[topic].result(timeout=30)
+    with KafkaEventStore(kafka_config) as store:
+        with pytest.raises(TopicConfigError, match=setting.replace(".", r"\.")):
+            store.append("Acct", "x", [ev()], NO_STREAM)
+
+
+def test_created_event_topic_has_durable_settings(kafka_config: KafkaConfig) -> None:
+    with KafkaEventStore(kafka_config) as store:
+        store.append("Acct", "x", [ev()], NO_STREAM)
+        info = store.topics.describe(kafka_config.topic("Acct"))
+    assert info is not None
+    assert info.configs["cleanup.policy"] == "delete"
+    assert info.configs["retention.ms"] == "-1"
+    assert info.configs["retention.bytes"] == "-1"
+    assert info.partitions == kafka_config.partitions
