@@ -96,9 +96,11 @@ def test_existing_topic_that_would_lose_events_is_refused(
     topic = kafka_config.topic("Acct")
     admin = AdminClient({"bootstrap.servers": kafka_config.bootstrap_servers})
     admin.create_topics([NewTopic(topic, 4, 1, config=config)])[topic].result(timeout=30)
-    with KafkaEventStore(kafka_config) as store:
-        with pytest.raises(TopicConfigError, match=setting.replace(".", r"\.")):
-            store.append("Acct", "x", [ev()], NO_STREAM)
+    with (
+        KafkaEventStore(kafka_config) as store,
+        pytest.raises(TopicConfigError, match=setting.replace(".", r"\.")),
+    ):
+        store.append("Acct", "x", [ev()], NO_STREAM)
 
 
 def test_created_event_topic_has_durable_settings(kafka_config: KafkaConfig) -> None:

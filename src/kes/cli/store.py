@@ -2,13 +2,91 @@
 
 from __future__ import annotations
 
+import json
+import threading
+from typing import Any
+
 import click
+from rich.console import Console
+from rich.table import Table
+
+from kes.envelope import RecordedEvent
+from kes.store.kafka import KafkaConfig, KafkaEventStore, rebuild_index
+from kes.store.kafka.topics import Topics
+
+json_option = click.option("--json", "as_json", is_flag=True, help="Machine-readable output.")
+bootstrap_option = click.option(
+    "--bootstrap-servers",
+    envvar="KES_BOOTSTRAP_SERVERS",
+    default="127.0.0.1:9092",
+    show_default=True,
+    help="Kafka to talk to (env KES_BOOTSTRAP_SERVERS).",
+)
+prefix_option = click.option(
+    "--topic-prefix",
+    envvar="KES_TOPIC_PREFIX",
+    default="kes.events.",
+    show_default=True,
+    help="Prefix of event topic names (env KES_TOPIC_PREFIX).",
+)
+
+
+def _config(bootstrap_servers: str, topic_prefix: str, **extra: Any) -> KafkaConfig:
+    return KafkaConfig.from_env(
+        bootstrap_servers=bootstrap_servers, topic_prefix=topic_prefix, **extra
+    )
+
+
+def _event_dict(e: RecordedEvent) -> dict[str, Any]:
+    return {
+        "eventId": e.event_id,
+        "eventType": e.event_type,
+        "timestamp": e.timestamp.isoformat(),
+        "aggregateType": e.aggregate_type,
+        "aggregateId": e.aggregate_id,
+        "version": e.version,
+        "schemaVersion": e.schema_version,
+        "payload": e.payload,
+        "metadata": e.metadata,
+        "position": {
+            "topic": e.position.topic,
+            "partition": e.position.partition,
+            "offset": e.position.offset,
+        },
+    }
 
 
 @click.command()
-def topics() -> None:
-    """List event topics with partitions and settings."""
-    raise click.ClickException("not implemented yet")
+@bootstrap_option
+@prefix_option
+@json_option
+def topics(bootstrap_servers: str, topic_prefix: str, as_json: bool) -> None:
+    """List event topics with partitions, replication and the settings that keep events."""
+    infos = Topics(_config(bootstrap_servers, topic_prefix)).event_topics()
+    keys = (
+        "cleanup.policy",
+        "retention.ms",
+        "retention.bytes",
+        "min.insync.replicas",
+        "max.message.bytes",
+    )
+    rows = [
+        {"topic": i.name, "partitions": i.partitions, "replication_factor": i.replication_factor}
+        | {k: i.configs.get(k) for k in keys}
+        for i in infos
+    ]
+    if as_json:
+        click.echo(json.dumps(rows, indent=2))
+        return
+    if not rows:
+        click.echo(f"no event topics with prefix {topic_prefix!r} on {bootstrap_servers}.")
+        return
+    table = Table(title=f"event topics on {bootstrap_servers}")
+    for col in rows[0]:
+        table.add_column(col)
+    for r in rows:
+        table.add_row(*(str(v) for v in r.values()))
+    Console().print(table)
 
 
 @click.group()
@@ -16,6 +94,144 @@ def events() -> None:
     """Read events from Kafka."""
 
 
+def _print_events(evs: list[RecordedEvent], as_json: bool, title: str) -> None:
+    if as_json:
+        click.echo(json.dumps([_event_dict(e) for e in evs], indent=2))
+        return
+    table = Table(title=title)
+    for col in ("version", "event type", "timestamp", "partition@offset", "payload"):
+        table.add_column(col)
+    for e in evs:
+        table.add_row(
+            str(e.version),
+            e.event_type,
+            e.timestamp.isoformat(timespec="milliseconds"),
+            f"{e.position.partition}@{e.position.offset}",
+            json.dumps(e.payload, ensure_ascii=False)[:80],
+        )
+    Console().print(table)
+
+
+@events.command("read")
+@click.argument("aggregate_type")
+@click.argument("aggregate_id")
+@click.option("--from-version", type=int, default=1, show_default=True)
+@click.option("--to-version", type=int, default=None)
+@click.option(
+    "--timeout",
+    type=float,
+    default=10.0,
+    show_default=True,
+    help="Seconds to wait for the owning writer to answer.",
+)
+@bootstrap_option
+@prefix_option
+@json_option
+def read_events(
+    aggregate_type: str,
+    aggregate_id: str,
+    from_version: int,
+    to_version: int | None,
+    timeout: float,
+    bootstrap_servers: str,
+    topic_prefix: str,
+    as_json: bool,
+) -> None:
+    """Print one aggregate's events (asks the writer that owns it for their offsets)."""
+    config = _config(bootstrap_servers, topic_prefix, request_timeout_s=timeout)
+    with KafkaEventStore(config, role="client") as store:
+        evs = store.read_stream(aggregate_type, aggregate_id, from_version, to_version)
+    _print_events(evs, as_json, f"{aggregate_type} {aggregate_id}")
+
+
+@events.command("tail")
+@click.argument("aggregate_type")
+@click.option("--from-beginning", is_flag=True, help="Start at the first event, not the end.")
+@click.option("--limit", type=int, default=None, help="Stop after this many events.")
+@bootstrap_option
+@prefix_option
+def tail_events(
+    aggregate_type: str,
+    from_beginning: bool,
+    limit: int | None,
+    bootstrap_servers: str,
+    topic_prefix: str,
+) -> None:
+    """Follow the events of one aggregate type as JSON lines (Ctrl-C stops)."""
+    config = _config(bootstrap_servers, topic_prefix)
+    store = KafkaEventStore(config, role="client")
+    stop = threading.Event()
+    positions = None
+    if not from_beginning:
+        info = store.topics.describe(config.topic(aggregate_type))
+        if info is not None:
+            positions = _ends(config, info.name, info.partitions)
+    seen = 0
+    try:
+        for e in store.subscribe(aggregate_type, positions, stop=stop):
+            click.echo(json.dumps(_event_dict(e), ensure_ascii=False))
+            seen += 1
+            if limit is not None and seen >= limit:
+                break
+    except KeyboardInterrupt:
+        pass
+    finally:
+        stop.set()
+        store.close()
+
+
+def _ends(config: KafkaConfig, topic: str, partitions: int) -> dict[int, int]:
+    from confluent_kafka import Consumer, TopicPartition
+
+    c = Consumer(config.reader())
+    try:
+        return {
+            p: c.get_watermark_offsets(TopicPartition(topic, p), timeout=10)[1]
+            for p in range(partitions)
+        }
+    finally:
+        c.close()
+
+
 @click.group()
 def index() -> None:
-    """Inspect and rebuild a writer's version index."""
+    """Inspect and rebuild a writer's version index (a cache of the log)."""
+
+
+@index.command("rebuild")
+@click.argument("aggregate_type")
+@click.option("--index-dir", envvar="KES_INDEX_DIR", default=".kes/index", show_default=True)
+@bootstrap_option
+@prefix_option
+@json_option
+def rebuild(
+    aggregate_type: str,
+    index_dir: str,
+    bootstrap_servers: str,
+    topic_prefix: str,
+    as_json: bool,
+) -> None:
+    """Rebuild the index files of every partition of AGGREGATE_TYPE from the log.
+
+    Run it with the writers of that type stopped (they rebuild on their own when
+    their index is missing or stale; this only saves them the work).
+    """
+    config = _config(bootstrap_servers, topic_prefix, index_dir=index_dir)
+    partitions, count, seconds = rebuild_index(config, aggregate_type)
+    rate = count / seconds if seconds > 0 else 0.0
+    if as_json:
+        click.echo(
+            json.dumps(
+                {
+                    "partitions": partitions,
+                    "events": count,
+                    "seconds": round(seconds, 3),
+                    "events_per_s": round(rate),
+                }
+            )
+        )
+    else:
+        click.echo(
+            f"rebuilt {partitions} partition index(es) of {config.topic(aggregate_type)}"
+            f" in {index_dir}: {count:,} events in {seconds:.2f}s ({rate:,.0f} events/s)"
+        )

@@ -6,7 +6,7 @@ import enum
 import threading
 from abc import ABC, abstractmethod
 from collections.abc import Iterator, Mapping, Sequence
-from typing import Final
+from typing import Final, Self
 
 import msgspec
 
@@ -169,7 +169,7 @@ class EventStore(ABC):
     def close(self) -> None:  # noqa: B027 - optional hook
         """Release connections and threads."""
 
-    def __enter__(self) -> EventStore:
+    def __enter__(self) -> Self:
         return self
 
     def __exit__(self, *exc: object) -> None:
