@@ -33,6 +33,7 @@ class KafkaConfig:
     request_timeout_s: float = 30.0
     ready_timeout_s: float = 60.0
     max_batch_events: int = 2_000
+    group_commit_wait_s: float = 0.001  # after a shared commit, wait this long for company
     max_batch_bytes: int = 4 * 1024 * 1024
     index_checkpoint_every: int = 50_000  # events between index snapshots on disk
     member_name: str = field(

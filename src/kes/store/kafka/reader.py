@@ -67,7 +67,13 @@ class OffsetReader:
         with self._lock:
             if self._created < self._pool_size:
                 self._created += 1
-                c = Consumer(self.config.reader(**{"queued.max.messages.kbytes": 4096}))
+                # A fetch outstanding at the end of the log delays the next assign by up
+                # to fetch.wait.max.ms: keep it short, and unassign when idle (below).
+                c = Consumer(
+                    self.config.reader(
+                        **{"queued.max.messages.kbytes": 4096, "fetch.wait.max.ms": 1}
+                    )
+                )
                 self._all.append(c)
                 return c
         return self._pool.get()
@@ -83,6 +89,7 @@ class OffsetReader:
                 out.extend(self._fetch_run(consumer, topic, partition, run))
             return out
         finally:
+            consumer.unassign()  # an idle consumer sends no fetches
             self._pool.put(consumer)
 
     def _fetch_run(

@@ -83,6 +83,7 @@ class PartitionWriter:
         self._thread: threading.Thread | None = None
         self.index_file = index_path(config.index_dir, topic, partition)
         self.transactions = 0
+        self._last_batch = 0
         self.restored_offset = 0  # where the saved index ended when this owner started
         self.caught_up_events = 0  # events read from the log to complete the index
 
@@ -250,6 +251,10 @@ class PartitionWriter:
                 first = self._queue.get(timeout=0.1)
             except queue.Empty:
                 continue
+            if self._last_batch > 1 and self.config.group_commit_wait_s > 0:
+                # Callers answered by the previous commit are about to come back: wait a
+                # moment so that they share the next transaction instead of queueing.
+                time.sleep(self.config.group_commit_wait_s)
             batch = [first]
             events = len(first.events)
             while events < self.config.max_batch_events:
@@ -259,6 +264,7 @@ class PartitionWriter:
                     break
                 batch.append(req)
                 events += len(req.events)
+            self._last_batch = len(batch)
             try:
                 self._commit_batch(batch)
             except Exception as exc:
