@@ -41,7 +41,11 @@ class Node:
         return f"127.0.0.1:{self.port}"
 
     def is_running(self) -> bool:
-        return self.pid is not None and _pid_alive(self.pid)
+        if self.pid is not None and _pid_alive(self.pid):
+            return True
+        # The state file can be stale (another process restarted this node): look for it.
+        self.pid = _find_node_process(self.dir)
+        return self.pid is not None
 
 
 @dataclass
@@ -356,6 +360,23 @@ def _pid_alive(pid: int) -> bool:
     except (OSError, IndexError):
         pass
     return True
+
+
+def _find_node_process(node_dir: str) -> int | None:
+    """The pid of a live Kafka process started with this node's server.properties."""
+    config = str(Path(node_dir) / "server.properties")
+    for entry in Path("/proc").iterdir():
+        if not entry.name.isdigit():
+            continue
+        try:
+            args = (entry / "cmdline").read_bytes().split(b"\0")
+        except OSError:
+            continue
+        if b"kafka.Kafka" in args and config.encode() in args:
+            pid = int(entry.name)
+            if _pid_alive(pid):
+                return pid
+    return None
 
 
 def _check_port_free(port: int) -> None:
