@@ -1,5 +1,7 @@
 """kes: event sourcing for Python with Apache Kafka as the event store."""
 
+from kes.application import Application, Repository, retry_on_conflict
+from kes.domain import Aggregate, DomainError, DomainEvent, UnknownEventError, event
 from kes.envelope import Envelope, NewEvent, Position, RecordedEvent
 from kes.errors import (
     AggregateNotFoundError,
@@ -19,10 +21,14 @@ from kes.store import ANY, NO_STREAM, AppendResult, EventStore, ExpectedVersion,
 __all__ = [
     "ANY",
     "NO_STREAM",
+    "Aggregate",
     "AggregateNotFoundError",
     "AppendResult",
+    "Application",
     "BrokerError",
     "ConcurrencyError",
+    "DomainError",
+    "DomainEvent",
     "Envelope",
     "EventStore",
     "EventTooLargeError",
@@ -35,8 +41,12 @@ __all__ = [
     "NotOwnerError",
     "Position",
     "RecordedEvent",
+    "Repository",
     "SerializationError",
     "StoreUnavailableError",
     "TopicConfigError",
+    "UnknownEventError",
+    "event",
+    "retry_on_conflict",
 ]
 __version__ = "0.1.0"

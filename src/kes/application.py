@@ -16,7 +16,7 @@ import threading
 import time
 import uuid
 from collections import OrderedDict
-from collections.abc import Callable, Iterable, Mapping
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from datetime import datetime
 from itertools import takewhile
 from typing import Any, Generic, ParamSpec, TypeVar
@@ -24,17 +24,21 @@ from typing import Any, Generic, ParamSpec, TypeVar
 import msgspec
 
 from kes.domain import Aggregate
-from kes.envelope import RecordedEvent, now
+from kes.envelope import NewEvent, RecordedEvent, now
 from kes.errors import AggregateNotFoundError, ConcurrencyError, InvalidInputError, KesError
 from kes.snapshots import SnapshotStore, restore, take_snapshot
 from kes.store.base import NO_STREAM, AppendResult, EventStore, Expected
 
-__all__ = ["Application", "Repository", "retry_on_conflict"]
+__all__ = ["Application", "EventValidator", "Repository", "retry_on_conflict"]
 
 A = TypeVar("A", bound=Aggregate)
 T = TypeVar("T")
 P = ParamSpec("P")
 log = logging.getLogger(__name__)
+
+# Called with the events of one append before anything is written; raises to refuse them
+# (e.g. kes.schemas.SchemaValidator checks payloads against their registered schemas).
+EventValidator = Callable[[type[Aggregate], Sequence[NewEvent]], None]
 
 
 class Repository(Generic[A]):
@@ -53,6 +57,7 @@ class Repository(Generic[A]):
         snapshot_every: int | None = None,
         cache_size: int = 1000,
         clock: Callable[[], datetime] = now,
+        validator: EventValidator | None = None,
     ) -> None:
         every = snapshot_every if snapshot_every is not None else aggregate_cls.snapshot_every
         if every is not None and every < 1:
@@ -64,6 +69,7 @@ class Repository(Generic[A]):
         self.snapshot_every = every if snapshots is not None else None
         self.cache_size = cache_size
         self.clock = clock
+        self.validator = validator
         self._cache: OrderedDict[str, A] = OrderedDict()
         self._lock = threading.Lock()
 
@@ -167,6 +173,8 @@ class Repository(Generic[A]):
             )
             for e in pending
         ]
+        if self.validator is not None:
+            self.validator(self.aggregate_cls, events)  # raises: nothing written
         try:
             result = self.store.append(self.aggregate_type, aggregate.id, events, expected)
         except ConcurrencyError:
@@ -212,6 +220,8 @@ class Application:
 
     ``snapshot_every`` maps aggregate type -> N (snapshot every N events), overriding
     the class attribute ``snapshot_every``; snapshots need a ``snapshots`` store.
+    ``validator`` sees every append's events first and may refuse them (see
+    ``kes.schemas.SchemaValidator``).
     """
 
     def __init__(
@@ -221,8 +231,10 @@ class Application:
         snapshot_every: Mapping[str, int] | None = None,
         cache_size: int = 1000,
         clock: Callable[[], datetime] = now,
+        validator: EventValidator | None = None,
     ) -> None:
         self.store = store
+        self.validator = validator
         self.snapshots = snapshots
         self.snapshot_every = dict(snapshot_every or {})
         self.cache_size = cache_size
@@ -285,6 +297,7 @@ class Application:
                     snapshot_every=self.snapshot_every.get(cls.aggregate_type),
                     cache_size=self.cache_size,
                     clock=self.clock,
+                    validator=self.validator,
                 )
                 self._repositories[cls] = repo
             return repo

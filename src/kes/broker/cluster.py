@@ -251,6 +251,11 @@ class LocalCluster:
             "share.coordinator.state.topic.replication.factor": rf,
             "share.coordinator.state.topic.min.isr": min_isr,
             "group.initial.rebalance.delay.ms": 0,
+            # Notice a dead node within seconds (it leaves every ISR when fenced), so a
+            # local crash test sees the failover rather than a 30 s stall of acks=all.
+            "broker.session.timeout.ms": 4000,
+            "broker.heartbeat.interval.ms": 1000,
+            "replica.lag.time.max.ms": 10000,
             "num.partitions": 1,
             "num.network.threads": 2,
             "num.io.threads": 4,

@@ -1,0 +1,158 @@
+"""Exactly once from Kafka to Kafka: outputs and consumed offsets in one transaction.
+
+One transactional producer per process; the group generation fences it (KIP-447:
+``send_offsets_to_transaction(offsets, consumer.consumer_group_metadata())`` fails
+once the group has moved on), so a paused old member cannot commit anything.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import logging
+from typing import NamedTuple
+
+from confluent_kafka import Consumer, KafkaException, Message, Producer, TopicPartition
+
+from kes.projections.dlq import DeadLetters
+from kes.projections.guarantees import Key, Strategy, as_tps, backoff, next_offsets, where
+from kes.projections.projection import KafkaProcessor
+from kes.store.kafka.config import KafkaConfig
+
+log = logging.getLogger("kes.projections")
+
+
+class Output(NamedTuple):
+    """A record a :class:`KafkaProcessor` produces."""
+
+    topic: str
+    key: bytes | None
+    value: bytes | None
+    headers: list[tuple[str, bytes]] | None = None
+    partition: int | None = None
+
+
+class KafkaExactlyOnce(Strategy):
+    """The runner strategy of a :class:`KafkaProcessor`."""
+
+    projection: KafkaProcessor
+
+    def __init__(self, projection: KafkaProcessor, config: KafkaConfig, member_name: str) -> None:
+        self.config = config
+        self.transactional_id = f"{projection.name}.{member_name}"
+        self.producer = self._new_producer()
+        super().__init__(projection, DeadLetters(config, projection.name, self.producer))
+        projection.open(config)
+
+    def _new_producer(self) -> Producer:
+        conf = self.config.base()
+        conf.update(
+            {
+                "transactional.id": self.transactional_id,
+                "enable.idempotence": True,
+                "acks": "all",
+                "linger.ms": 5,
+                "transaction.timeout.ms": self.projection_timeout_ms(),
+            }
+        )
+        producer = Producer(conf)
+        producer.init_transactions(self.config.request_timeout_s)
+        return producer
+
+    def projection_timeout_ms(self) -> int:
+        return min(self.config.transaction_timeout_ms, 30_000)
+
+    def process(self, consumer: Consumer, records: list[Message]) -> None:
+        producer = self.producer
+        try:
+            producer.begin_transaction()
+            for msg in records:
+                for out in self._outputs(msg):
+                    if out.partition is None:
+                        producer.produce(
+                            out.topic, key=out.key, value=out.value, headers=out.headers
+                        )
+                    else:
+                        producer.produce(
+                            out.topic,
+                            key=out.key,
+                            value=out.value,
+                            headers=out.headers,
+                            partition=out.partition,
+                        )
+                producer.poll(0)
+            producer.send_offsets_to_transaction(
+                as_tps(next_offsets(records)),
+                consumer.consumer_group_metadata(),
+                self.config.request_timeout_s,
+            )
+            producer.commit_transaction(self.config.request_timeout_s)
+        except (KafkaException, BufferError) as exc:
+            log.warning(
+                "%s: transaction of %d records failed (%s); aborted, will be read again",
+                self.projection.name,
+                len(records),
+                exc,
+            )
+            self._abort(exc)
+            self._rewind(consumer, records)
+
+    def _outputs(self, msg: Message) -> list[Output]:
+        attempt = 1
+        while True:
+            try:
+                return list(self.projection.process(msg))
+            except Exception as exc:
+                if attempt >= self.projection.max_attempts:
+                    log.error(
+                        "%s: %s parked after %d attempts: %r",
+                        self.projection.name,
+                        where(msg),
+                        attempt,
+                        exc,
+                    )
+                    self.dead_letters.produce(msg, exc, attempt)  # in this transaction
+                    return []
+                backoff(self.projection, attempt)
+                attempt += 1
+
+    def _abort(self, exc: BaseException) -> None:
+        fatal = False
+        if isinstance(exc, KafkaException) and exc.args:
+            err = exc.args[0]
+            fatal = bool(getattr(err, "fatal", lambda: False)())
+        if not fatal:
+            try:
+                self.producer.abort_transaction(self.config.request_timeout_s)
+                return
+            except KafkaException as abort_exc:
+                log.info("%s: abort failed (%s); new producer", self.projection.name, abort_exc)
+        # Fenced or fatal: this producer is done; a new one (same id) aborts what is open.
+        with contextlib.suppress(Exception):
+            self.producer.flush(0)
+        self.producer = self._new_producer()
+        self.dead_letters.producer = self.producer
+
+    def _rewind(self, consumer: Consumer, records: list[Message]) -> None:
+        first: dict[Key, int] = {}
+        for m in records:
+            first.setdefault((m.topic(), m.partition()), m.offset())
+        for (topic, partition), offset in first.items():
+            try:
+                consumer.seek(TopicPartition(topic, partition, offset))
+            except KafkaException as exc:  # not ours any more: the new owner goes on
+                log.info(
+                    "%s: cannot rewind %s[%d]: %s", self.projection.name, topic, partition, exc
+                )
+
+    def close(self, consumer: Consumer) -> None:
+        self.producer.flush(10)
+
+
+def header(msg: Message, name: str) -> bytes | None:
+    for k, v in msg.headers() or ():
+        if k == name:
+            return v  # type: ignore[no-any-return]
+    return None
+
+
+__all__ = ["KafkaExactlyOnce", "Output", "header"]

@@ -1,0 +1,231 @@
+"""Runs a projection: joins its consumer group and feeds it batches under its guarantee.
+
+The consumer group is the projection's ``name``; assignment is cooperative-sticky,
+reads are ``read_committed`` and auto-commit is off: each guarantee decides when
+offsets are committed, and where (Kafka, the read model's database, a transaction).
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import threading
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field
+
+from confluent_kafka import Consumer, KafkaError, KafkaException, Message, TopicPartition
+
+from kes.projections.checkpoints import CheckpointStore, open_checkpoints
+from kes.projections.dlq import DeadLetters
+from kes.projections.errors import ProjectionError
+from kes.projections.guarantees import AtLeastOnce, AtMostOnce, Key, Strategy
+from kes.projections.processor import KafkaExactlyOnce
+from kes.projections.projection import KafkaProcessor, Projection, SqlProjection
+from kes.projections.sql import SqlExactlyOnce
+from kes.store.kafka.config import KafkaConfig
+from kes.store.kafka.reader import drain
+from kes.store.kafka.topics import Topics
+
+log = logging.getLogger("kes.projections")
+
+DB_ENV = "KES_PROJECTION_DB"
+
+
+@dataclass
+class RunStats:
+    """What a run did so far."""
+
+    records: int = 0
+    parked: int = 0
+    batches: int = 0
+    started: float = field(default_factory=time.monotonic)
+    assigned: set[Key] = field(default_factory=set)
+
+    @property
+    def seconds(self) -> float:
+        return time.monotonic() - self.started
+
+
+def database_url(projection: SqlProjection, database: str | None) -> str:
+    return database or os.environ.get(DB_ENV) or projection.database
+
+
+class ProjectionRunner:
+    """Feeds ``projection`` from its consumer group until :meth:`stop` (or, with
+    ``until_caught_up``, until every partition is read to its end)."""
+
+    def __init__(
+        self,
+        projection: Projection,
+        config: KafkaConfig | None = None,
+        *,
+        database: str | CheckpointStore | None = None,
+        until_caught_up: bool = False,
+        batch_size: int = 5_000,
+        poll_timeout_s: float = 0.5,
+        on_batch: Callable[[RunStats], None] | None = None,
+        on_assignment: Callable[[set[Key]], None] | None = None,
+    ) -> None:
+        self.projection = projection
+        self.config = config or KafkaConfig.from_env()
+        self.until_caught_up = until_caught_up
+        self.batch_size = batch_size
+        self.poll_timeout_s = poll_timeout_s
+        self.on_batch = on_batch
+        self.on_assignment = on_assignment
+        self.stats = RunStats()
+        self._stop = threading.Event()
+        self._at_end: set[Key] = set()
+        topics = Topics(self.config)
+        infos = [topics.ensure_event_topic(t) for t in projection.aggregate_types]
+        self.topics = [i.name for i in infos]
+        self.partition_count = sum(i.partitions for i in infos)
+        self.checkpoints: CheckpointStore | None = None
+        self.strategy = self._strategy(database)
+
+    def _strategy(self, database: str | CheckpointStore | None) -> Strategy:
+        p = self.projection
+        if isinstance(p, SqlProjection):
+            store = (
+                database
+                if isinstance(database, CheckpointStore)
+                else open_checkpoints(database_url(p, database))
+            )
+            self.checkpoints = store
+            _retry_setup(lambda: _setup(p, store))
+            return SqlExactlyOnce(p, DeadLetters(self.config, p.name), store)
+        if isinstance(p, KafkaProcessor):
+            return KafkaExactlyOnce(p, self.config, self.config.member_name)
+        dead_letters = DeadLetters(self.config, p.name)
+        if p.processing_guarantee == "at_most_once":
+            return AtMostOnce(p, dead_letters)
+        return AtLeastOnce(p, dead_letters)
+
+    def consumer_config(self) -> dict[str, object]:
+        conf = self.config.base()
+        conf.update(
+            {
+                "group.id": self.projection.name,
+                "client.id": self.config.member_name,
+                "partition.assignment.strategy": "cooperative-sticky",
+                "enable.auto.commit": False,
+                "enable.auto.offset.store": False,
+                "isolation.level": "read_committed",
+                "auto.offset.reset": "earliest",
+                "session.timeout.ms": self.config.session_timeout_ms,
+                "heartbeat.interval.ms": max(500, self.config.session_timeout_ms // 5),
+                "enable.partition.eof": self.until_caught_up,
+                "queued.max.messages.kbytes": 65536,
+                "fetch.max.bytes": 52428800,
+                "max.partition.fetch.bytes": 10485760,
+            }
+        )
+        return conf
+
+    # ---- group callbacks ---------------------------------------------------------
+
+    def _on_assign(self, consumer: Consumer, partitions: list[TopicPartition]) -> None:
+        self.strategy.assigned(consumer, partitions)
+        consumer.incremental_assign(partitions)
+        self.stats.assigned |= {(tp.topic, tp.partition) for tp in partitions}
+        log.info("%s: assigned %s", self.projection.name, _names(partitions))
+        if self.on_assignment is not None:
+            self.on_assignment(set(self.stats.assigned))
+
+    def _on_revoke(self, consumer: Consumer, partitions: list[TopicPartition]) -> None:
+        self.strategy.revoked(consumer, partitions)
+        gone = {(tp.topic, tp.partition) for tp in partitions}
+        self.stats.assigned -= gone
+        self._at_end -= gone
+        log.info("%s: revoked %s", self.projection.name, _names(partitions))
+        if self.on_assignment is not None:
+            self.on_assignment(set(self.stats.assigned))
+
+    # ---- the loop ------------------------------------------------------------------
+
+    def run(self) -> RunStats:
+        """Consume and handle until stopped; returns what was done."""
+        consumer = Consumer(self.consumer_config())
+        consumer.subscribe(
+            self.topics,
+            on_assign=self._on_assign,
+            on_revoke=self._on_revoke,
+            on_lost=self._on_revoke,
+        )
+        log.info("%s: started as %s", self.projection.describe(), self.config.member_name)
+        try:
+            while not self._stop.is_set():
+                records = self._next_batch(consumer)
+                if records:
+                    self.strategy.process(consumer, records)
+                    self.stats.records += len(records)
+                    self.stats.batches += 1
+                    if self.on_batch is not None:
+                        self.on_batch(self.stats)
+                if self.until_caught_up and self._caught_up():
+                    break
+        finally:
+            self.stats.parked = self.strategy.dead_letters.parked
+            try:
+                self.strategy.close(consumer)
+            finally:
+                try:
+                    consumer.close()  # leaves the group: revokes (and commits) now
+                except KafkaException as exc:
+                    log.info("%s: close: %s", self.projection.name, exc)
+                self.strategy.dead_letters.close()
+                if self.checkpoints is not None:
+                    self.checkpoints.close()
+        return self.stats
+
+    def _next_batch(self, consumer: Consumer) -> list[Message]:
+        msgs = drain(consumer, self.batch_size, self.poll_timeout_s)
+        if not msgs:
+            return msgs
+        records: list[Message] = []
+        at_end = self._at_end
+        for m in msgs:
+            err = m.error()
+            if err is None:
+                if at_end:
+                    at_end.discard((m.topic(), m.partition()))
+                records.append(m)
+            elif err.code() == KafkaError._PARTITION_EOF:
+                at_end.add((m.topic(), m.partition()))
+            elif err.fatal():
+                raise ProjectionError(f"{self.projection.name}: fatal consumer error: {err}")
+            else:
+                log.warning("%s: consumer: %s", self.projection.name, err)
+        return records
+
+    def _caught_up(self) -> bool:
+        assigned = self.stats.assigned
+        return len(assigned) == self.partition_count and assigned <= self._at_end
+
+    def stop(self) -> None:
+        """Finish the batch in hand, commit, leave the group."""
+        self._stop.set()
+
+
+def _names(partitions: list[TopicPartition]) -> str:
+    return ", ".join(f"{tp.topic}[{tp.partition}]" for tp in partitions) or "nothing"
+
+
+def _setup(projection: SqlProjection, store: CheckpointStore) -> None:
+    store.setup()
+    with store.transaction() as tx:
+        projection.setup(tx)
+
+
+def _retry_setup(fn: Callable[[], None]) -> None:
+    # Processes starting together race on CREATE TABLE IF NOT EXISTS (PostgreSQL may
+    # report a unique violation on its catalog): the loser tries again.
+    for attempt in range(5):
+        try:
+            fn()
+            return
+        except Exception as exc:
+            if attempt == 4:
+                raise ProjectionError(f"cannot create the read model's tables: {exc}") from exc
+            time.sleep(0.2 * (attempt + 1))
