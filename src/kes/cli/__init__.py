@@ -5,6 +5,7 @@ from __future__ import annotations
 import click
 
 from kes.cli.broker import broker
+from kes.cli.schemas import schemas
 from kes.cli.store import events, index, topics
 from kes.errors import KesError
 
@@ -19,6 +20,7 @@ cli.add_command(broker)
 cli.add_command(topics)
 cli.add_command(events)
 cli.add_command(index)
+cli.add_command(schemas)
 
 
 def main() -> None:

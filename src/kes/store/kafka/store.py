@@ -57,6 +57,8 @@ class _TypeMember:
         self.partitions = self.topic_info.partitions
         self.request_topic = store.topics.ensure_request_topic(aggregate_type, self.partitions).name
         self.writers: dict[int, PartitionWriter] = {}
+        self._failed: set[int] = set()  # assigned to us, but the takeover failed
+        self._next_retry = 0.0
         self.joined = threading.Event()
         self._stop = threading.Event()
         self._thread: threading.Thread | None = None
@@ -98,6 +100,7 @@ class _TypeMember:
                     if msg.error() is None:
                         self._handle_request(msg)
                 self.store.producer.poll(0)
+                self._retry_failed(consumer)
         except Exception:
             log.exception("%s: writer group loop failed", self.aggregate_type)
         finally:
@@ -124,10 +127,16 @@ class _TypeMember:
         def take(w: PartitionWriter) -> None:
             try:
                 w.open()
-            except KesError:
-                log.exception("%s[%d]: could not take ownership", self.topic, w.partition)
+            except KesError as exc:
+                log.warning(
+                    "%s[%d]: could not take ownership (%s); will retry",
+                    self.topic,
+                    w.partition,
+                    exc,
+                )
                 w.close(save=False)
                 self.writers.pop(w.partition, None)
+                self._failed.add(w.partition)
 
         # Fence and catch up the new partitions in parallel; requests for them are
         # consumed only after this callback returns, so none is seen half-ready.
@@ -136,8 +145,19 @@ class _TypeMember:
                 list(pool.map(take, new))
         self.joined.set()
 
+    def _retry_failed(self, consumer: Consumer) -> None:
+        """Take again the assigned partitions whose takeover failed (e.g. broker down)."""
+        now = time.monotonic()
+        if not self._failed or now < self._next_retry:
+            return
+        self._next_retry = now + 2.0
+        retry = [TopicPartition(self.request_topic, p) for p in sorted(self._failed)]
+        self._failed.clear()
+        self._on_assign(consumer, retry)
+
     def _on_revoke(self, consumer: Consumer, partitions: list[TopicPartition]) -> None:
         for tp in partitions:
+            self._failed.discard(tp.partition)
             w = self.writers.pop(tp.partition, None)
             if w is not None:
                 w.close()
@@ -269,7 +289,14 @@ class KafkaEventStore(EventStore):
             try:
                 if w is not None:
                     request = AppendRequest(aggregate_id, events, expected_version)
-                    return w.submit(request).result(timeout=remaining + 5)
+                    try:
+                        return w.submit(request).result(timeout=remaining + 5)
+                    except TimeoutError:
+                        raise StoreUnavailableError(
+                            f"the append to {aggregate_type} {aggregate_id!r} did not finish "
+                            f"within {remaining + 5:.0f}s (is Kafka healthy?); its outcome "
+                            "is unknown. Retrying with the same event ids is safe."
+                        ) from None
                 for event in events:  # refuse what cannot travel before sending it
                     encode(to_envelope(aggregate_type, aggregate_id, 1, event))
                 reply = self.router.call(
