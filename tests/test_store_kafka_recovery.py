@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import dataclasses
 import shutil
+import time
 from pathlib import Path
 
 import pytest
@@ -112,3 +113,21 @@ def test_created_event_topic_has_durable_settings(kafka_config: KafkaConfig) -> 
     assert info.configs["retention.ms"] == "-1"
     assert info.configs["retention.bytes"] == "-1"
     assert info.partitions == kafka_config.partitions
+
+
+def test_index_of_a_deleted_and_recreated_topic_is_not_trusted(
+    kafka_config: KafkaConfig,
+) -> None:
+    with KafkaEventStore(kafka_config) as store:
+        fill(store, 10, 3)
+    admin = AdminClient({"bootstrap.servers": kafka_config.bootstrap_servers})
+    topic = kafka_config.topic("Acct")
+    admin.delete_topics([topic, topic + kafka_config.request_topic_suffix])[topic].result(30)
+    deadline = time.monotonic() + 30
+    while topic in admin.list_topics(timeout=10).topics and time.monotonic() < deadline:
+        time.sleep(0.2)
+    time.sleep(1)
+    with KafkaEventStore(kafka_config) as store:
+        fill(store, 2, 1)  # the new topic's first events, not versions 4
+        assert store.stream_version("Acct", "a1") == 1
+        assert store.stream_version("Acct", "a5") == 0

@@ -26,13 +26,15 @@ class _Saved(msgspec.Struct):
     partition: int
     next_offset: int
     streams: dict[str, bytes]
+    topic_id: str = ""
 
 
 class PartitionIndex:
     """Versions and event offsets of every aggregate in one partition."""
 
-    def __init__(self, topic: str, partition: int) -> None:
+    def __init__(self, topic: str, partition: int, topic_id: str = "") -> None:
         self.topic = topic
+        self.topic_id = topic_id
         self.partition = partition
         self.next_offset = 0
         self.lock = threading.Lock()
@@ -93,6 +95,7 @@ class PartitionIndex:
                 self.partition,
                 self.next_offset,
                 {k: v.tobytes() for k, v in self._streams.items()},
+                self.topic_id,
             )
             self.events_since_save = 0
         data = msgspec.msgpack.encode(saved)
@@ -105,9 +108,10 @@ class PartitionIndex:
         tmp.replace(path)
 
     @classmethod
-    def load(cls, path: Path, topic: str, partition: int) -> PartitionIndex:
-        """The saved index, or an empty one when missing, unreadable or for another topic."""
-        index = cls(topic, partition)
+    def load(cls, path: Path, topic: str, partition: int, topic_id: str = "") -> PartitionIndex:
+        """The saved index, or an empty one when missing, unreadable or for another topic
+        (another name, or the same name re-created: another topic id)."""
+        index = cls(topic, partition, topic_id)
         if not path.exists():
             return index
         try:
@@ -116,6 +120,9 @@ class PartitionIndex:
             log.warning("ignoring unreadable index %s (%s); rebuilding from the log", path, exc)
             return index
         if saved.format != _FORMAT or saved.topic != topic or saved.partition != partition:
+            return index
+        if topic_id and saved.topic_id and saved.topic_id != topic_id:
+            log.warning("%s was saved for an earlier topic %s; rebuilding", path, topic)
             return index
         for key, raw in saved.streams.items():
             offsets = array("q")

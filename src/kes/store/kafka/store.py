@@ -118,6 +118,7 @@ class _TypeMember:
                 tp.partition,
                 self.topic_info.max_message_bytes,
                 self.store.reader,
+                self.topic_info.topic_id,
             )
             for tp in partitions
         ]
@@ -437,7 +438,13 @@ def rebuild_index(config: KafkaConfig, aggregate_type: str) -> tuple[int, int, f
     try:
         for p in range(info.partitions):
             w = PartitionWriter(
-                config, aggregate_type, info.name, p, info.max_message_bytes, reader
+                config,
+                aggregate_type,
+                info.name,
+                p,
+                info.max_message_bytes,
+                reader,
+                info.topic_id,
             )
             events += w.catch_up()
             w.index.save(w.index_file)

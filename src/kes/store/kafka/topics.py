@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from confluent_kafka import KafkaException
+from confluent_kafka import KafkaException, TopicCollection
 from confluent_kafka.admin import AdminClient, ConfigResource, NewTopic
 
 from kes.errors import StoreUnavailableError, TopicConfigError
@@ -19,6 +19,7 @@ class TopicInfo:
     partitions: int
     replication_factor: int
     configs: dict[str, str]
+    topic_id: str = ""  # Kafka's id: tells a re-created topic from the one an index knew
 
     @property
     def max_message_bytes(self) -> int:
@@ -94,7 +95,12 @@ class Topics:
         resource = ConfigResource(ConfigResource.Type.TOPIC, name)
         configs = self.admin.describe_configs([resource])[resource].result(timeout=10)
         values = {k: v.value for k, v in configs.items() if v.value is not None}
-        return TopicInfo(name, len(t.partitions), rf, values)
+        try:
+            description = self.admin.describe_topics(TopicCollection([name]))[name]
+            topic_id = str(description.result(timeout=10).topic_id)
+        except KafkaException:
+            topic_id = ""
+        return TopicInfo(name, len(t.partitions), rf, values, topic_id)
 
     def ensure(self, name: str, partitions: int, configs: dict[str, str], rf: int) -> TopicInfo:
         info = self.describe(name)

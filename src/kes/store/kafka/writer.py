@@ -68,16 +68,18 @@ class PartitionWriter:
         partition: int,
         max_message_bytes: int,
         reader: OffsetReader,
+        topic_id: str = "",
     ) -> None:
         self.config = config
         self.aggregate_type = aggregate_type
         self.topic = topic
         self.partition = partition
         self.max_message_bytes = max_message_bytes
+        self.topic_id = topic_id
         self.reader = reader
         self.state = State.STARTING
         self.ready = threading.Event()
-        self.index = PartitionIndex(topic, partition)
+        self.index = PartitionIndex(topic, partition, topic_id)
         self._queue: queue.Queue[AppendRequest] = queue.Queue()
         self._producer: Producer | None = None
         self._thread: threading.Thread | None = None
@@ -92,7 +94,7 @@ class PartitionWriter:
     def open(self) -> None:
         """Fence every earlier owner, catch the index up to the end, start serving."""
         started = time.monotonic()
-        self.index = PartitionIndex.load(self.index_file, self.topic, self.partition)
+        self.index = PartitionIndex.load(self.index_file, self.topic, self.partition, self.topic_id)
         self.restored_offset = self.index.next_offset
         self._producer = self._new_producer()
         self.caught_up_events = self.catch_up()
@@ -153,7 +155,7 @@ class PartitionWriter:
                     low,
                     high,
                 )
-                self.index = PartitionIndex(self.topic, self.partition)
+                self.index = PartitionIndex(self.topic, self.partition, self.topic_id)
             if self.index.next_offset >= high:
                 return 0
             consumer.assign([TopicPartition(self.topic, self.partition, self.index.next_offset)])

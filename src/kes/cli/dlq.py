@@ -1,0 +1,141 @@
+"""``kes dlq``: look at and replay records parked in a projection's dead-letter topic."""
+
+from __future__ import annotations
+
+import json
+from datetime import UTC, datetime
+
+import click
+from confluent_kafka import Consumer, KafkaException, TopicPartition
+from rich.console import Console
+from rich.table import Table
+
+from kes.cli.store import _config, bootstrap_option, json_option, prefix_option
+from kes.envelope import Position, RecordedEvent, decode
+from kes.projections.admin import load_projection
+from kes.projections.checkpoints import open_checkpoints
+from kes.projections.dlq import Parked, dlq_topic, read_parked
+from kes.projections.errors import ProjectionError
+from kes.projections.projection import KafkaProcessor, SqlProjection, dispatch
+from kes.projections.runner import database_url
+from kes.store.kafka.config import KafkaConfig
+
+
+@click.group()
+def dlq() -> None:
+    """Records a projection could not handle, parked in kes.dlq.<projection>."""
+
+
+def _replay_group(projection: str) -> str:
+    return f"kes.dlq-replay.{projection}"
+
+
+def _replayed_up_to(config: KafkaConfig, projection: str) -> int:
+    c = Consumer(dict(config.base(), **{"group.id": _replay_group(projection)}))
+    try:
+        [tp] = c.committed([TopicPartition(dlq_topic(projection), 0)], timeout=10)
+    finally:
+        c.close()
+    return max(0, int(tp.offset))
+
+
+def _mark_replayed(config: KafkaConfig, projection: str, next_offset: int) -> None:
+    c = Consumer(dict(config.base(), **{"group.id": _replay_group(projection)}))
+    try:
+        c.commit(
+            offsets=[TopicPartition(dlq_topic(projection), 0, next_offset)], asynchronous=False
+        )
+    finally:
+        c.close()
+
+
+def _row(p: Parked) -> dict[str, object]:
+    return {
+        "dlqOffset": p.dlq_offset,
+        "topic": p.topic,
+        "partition": p.partition,
+        "offset": p.offset,
+        "key": p.key.decode(errors="replace") if p.key else None,
+        "errorType": p.error_type,
+        "error": p.error,
+        "attempts": p.attempts,
+        "parkedAt": datetime.fromtimestamp(p.parked_at_ms / 1000, UTC).isoformat(),
+    }
+
+
+@dlq.command("list")
+@click.argument("projection")
+@click.option("--all", "show_all", is_flag=True, help="Include records already replayed.")
+@json_option
+@bootstrap_option
+@prefix_option
+def list_(
+    projection: str, show_all: bool, as_json: bool, bootstrap_servers: str, topic_prefix: str
+) -> None:
+    """The records parked by PROJECTION (its name), oldest first."""
+    config = _config(bootstrap_servers, topic_prefix)
+    start = 0 if show_all else _replayed_up_to(config, projection)
+    rows = [_row(p) for p in read_parked(config, projection, start)]
+    if as_json:
+        click.echo(json.dumps(rows, indent=2))
+        return
+    table = Table("dlq offset", "from", "key", "error", "attempts", "parked at")
+    for r in rows:
+        table.add_row(
+            str(r["dlqOffset"]),
+            f"{r['topic']}[{r['partition']}]@{r['offset']}",
+            str(r["key"]),
+            f"{r['errorType']}: {r['error']}"[:80],
+            str(r["attempts"]),
+            str(r["parkedAt"]),
+        )
+    Console().print(table)
+    click.echo(f"{len(rows)} parked record(s) in {dlq_topic(projection)}")
+
+
+@dlq.command()
+@click.argument("spec")
+@click.option("--database", envvar="KES_PROJECTION_DB", default=None, help="As for `run`.")
+@bootstrap_option
+@prefix_option
+def replay(spec: str, database: str | None, bootstrap_servers: str, topic_prefix: str) -> None:
+    """Hand the parked records of SPEC (MODULE:CLASS) to its handlers again, in order.
+
+    Each record handled is marked replayed (group kes.dlq-replay.<name>); the first that
+    still fails stops the replay, with its error, and stays parked. For a SqlProjection
+    each record's changes commit in their own transaction.
+    """
+    config = _config(bootstrap_servers, topic_prefix)
+    projection = load_projection(spec)()
+    if isinstance(projection, KafkaProcessor):
+        raise ProjectionError("replaying parked records of a KafkaProcessor is not supported.")
+    name = projection.name
+    store = None
+    if isinstance(projection, SqlProjection):
+        store = open_checkpoints(database_url(projection, database))
+    done = 0
+    try:
+        for p in read_parked(config, name, _replayed_up_to(config, name)):
+            if p.value is None:
+                raise ProjectionError(f"{dlq_topic(name)}@{p.dlq_offset} has no value.")
+            try:
+                event = RecordedEvent(decode(p.value), Position(p.topic, p.partition, p.offset))
+                if store is not None:
+                    with store.transaction() as tx:
+                        dispatch(projection, event, tx)
+                else:
+                    dispatch(projection, event)
+            except Exception as exc:
+                raise ProjectionError(
+                    f"{dlq_topic(name)}@{p.dlq_offset} ({p.topic}[{p.partition}]@{p.offset}) "
+                    f"still fails: {type(exc).__name__}: {exc}. {done} record(s) before it "
+                    "were replayed; fix the handler (or the data) and run again."
+                ) from exc
+            _mark_replayed(config, name, p.dlq_offset + 1)
+            done += 1
+    except KafkaException as exc:
+        raise ProjectionError(f"replay of {dlq_topic(name)} stopped: {exc}") from exc
+    finally:
+        if store is not None:
+            store.close()
+    click.echo(f"replayed {done} parked record(s) of {name}")

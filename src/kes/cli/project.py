@@ -1,0 +1,224 @@
+"""``kes project``: run, replay and inspect projections (read models)."""
+
+from __future__ import annotations
+
+import json
+import logging
+import signal
+import time
+from datetime import UTC, datetime
+
+import click
+from rich.console import Console
+from rich.progress import (
+    BarColumn,
+    MofNCompleteColumn,
+    Progress,
+    TextColumn,
+    TimeElapsedColumn,
+    TimeRemainingColumn,
+)
+from rich.table import Table
+
+from kes.cli.store import _config, bootstrap_option, json_option, prefix_option
+from kes.projections.admin import (
+    group_status,
+    load_projection,
+    rewind,
+    run_processes,
+    start_offsets,
+)
+from kes.projections.derived import event_type_topics
+from kes.projections.runner import ProjectionRunner, RunStats
+
+database_option = click.option(
+    "--database",
+    envvar="KES_PROJECTION_DB",
+    default=None,
+    help="Read-model database of a SqlProjection: sqlite:///file.db or postgresql://... "
+    "(env KES_PROJECTION_DB; default: the projection's `database`).",
+)
+
+
+@click.group()
+def project() -> None:
+    """Run, replay and inspect projections (read models, one consumer group each)."""
+
+
+def _serve(runner: ProjectionRunner) -> RunStats:
+    signal.signal(signal.SIGTERM, lambda *_: runner.stop())
+    signal.signal(signal.SIGINT, lambda *_: runner.stop())
+    return runner.run()
+
+
+@project.command()
+@click.argument("spec")
+@click.option("--processes", "-n", default=1, show_default=True, help="Group members to run.")
+@database_option
+@bootstrap_option
+@prefix_option
+def run(
+    spec: str, processes: int, database: str | None, bootstrap_servers: str, topic_prefix: str
+) -> None:
+    """Run the projection SPEC (MODULE:CLASS) until interrupted.
+
+    Example: kes project run examples.users.read_models:UserDirectory -n 3
+    """
+    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s %(message)s")
+    config = _config(bootstrap_servers, topic_prefix)
+    if processes < 1:
+        raise click.BadParameter(f"must be >= 1, got {processes}", param_hint="--processes")
+    if processes > 1:
+        raise SystemExit(run_processes(spec, config, processes, database))
+    projection = load_projection(spec)()
+    stats = _serve(ProjectionRunner(projection, config, database=database))
+    click.echo(f"{projection.name}: {stats.records} events in {stats.seconds:.1f}s")
+
+
+@project.command()
+@click.argument("aggregate_types", nargs=-1, required=True)
+@click.option("--processes", "-n", default=1, show_default=True, help="Group members to run.")
+@bootstrap_option
+@prefix_option
+def derive(
+    aggregate_types: tuple[str, ...], processes: int, bootstrap_servers: str, topic_prefix: str
+) -> None:
+    """Keep per-event-type topics (<event topic>.<EventType>) of AGGREGATE_TYPES, exactly once.
+
+    Example: kes project derive User   (fills kes.events.User.UserCreated, ...)
+    """
+    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s %(message)s")
+    config = _config(bootstrap_servers, topic_prefix)
+    if processes > 1:
+        click.echo("derive runs one process per command; start it N times to scale out.")
+    stats = _serve(ProjectionRunner(event_type_topics(*aggregate_types)(), config))
+    click.echo(f"derived {stats.records} events in {stats.seconds:.1f}s")
+
+
+def _parse_time(value: str) -> datetime:
+    try:
+        t = datetime.fromisoformat(value.replace("Z", "+00:00"))
+    except ValueError as exc:
+        raise click.BadParameter(
+            f"{value!r} is not an ISO 8601 time (e.g. 2024-05-01T12:00:00Z)",
+            param_hint="--from-time",
+        ) from exc
+    return t if t.tzinfo else t.replace(tzinfo=UTC)
+
+
+@project.command()
+@click.argument("spec")
+@click.option("--from-beginning", is_flag=True, help="Rebuild from the first event (default).")
+@click.option("--from-time", "from_time", help="Rebuild from the events since this ISO time.")
+@click.option("--yes", "-y", is_flag=True, help="Do not ask before emptying the read model.")
+@database_option
+@bootstrap_option
+@prefix_option
+def replay(
+    spec: str,
+    from_beginning: bool,
+    from_time: str | None,
+    yes: bool,
+    database: str | None,
+    bootstrap_servers: str,
+    topic_prefix: str,
+) -> None:
+    """Rebuild the projection SPEC (MODULE:CLASS) from the log, then stop.
+
+    A SqlProjection's rows are emptied (its reset()) and its offsets rewound in the same
+    transaction; other projections get their group's offsets rewound. Stop the running
+    members of the group first.
+    """
+    if from_beginning and from_time:
+        raise click.UsageError("choose --from-beginning or --from-time, not both.")
+    config = _config(bootstrap_servers, topic_prefix)
+    projection = load_projection(spec)()
+    since = _parse_time(from_time) if from_time else None
+    if not yes:
+        click.confirm(
+            f"Rebuild {projection.describe()} from "
+            f"{since.isoformat() if since else 'the beginning'}?",
+            abort=True,
+        )
+    topics = [config.topic(t) for t in projection.aggregate_types]
+    positions = start_offsets(config, topics, since)
+    total = sum(max(0, high - start) for start, high in positions.values())
+    store = rewind(projection, config, {k: s for k, (s, _) in positions.items()}, database)
+    console = Console(stderr=True)
+    columns = (
+        TextColumn("[bold]{task.description}"),
+        BarColumn(),
+        MofNCompleteColumn(),
+        TextColumn("{task.fields[rate]:>10,.0f} events/s"),
+        TimeElapsedColumn(),
+        TextColumn("ETA"),
+        TimeRemainingColumn(),
+    )
+    started = time.monotonic()
+    with Progress(*columns, console=console, transient=False) as progress:
+        task = progress.add_task(projection.name, total=total or None, rate=0.0)
+
+        def update(stats: RunStats) -> None:
+            elapsed = max(1e-6, time.monotonic() - started)
+            progress.update(task, completed=stats.records, rate=stats.records / elapsed)
+
+        runner = ProjectionRunner(
+            projection, config, database=store, until_caught_up=True, on_batch=update
+        )
+        stats = _serve(runner)
+        progress.update(task, completed=max(stats.records, total))
+    elapsed = time.monotonic() - started
+    console.print(
+        f"replayed {stats.records:,} events of {', '.join(topics)} into {projection.name} in "
+        f"{elapsed:.1f}s ({stats.records / max(elapsed, 1e-6):,.0f} events/s); "
+        f"{stats.parked} parked in the dead-letter topic"
+    )
+
+
+@project.command()
+@click.argument("group")
+@click.option(
+    "--aggregate-type",
+    "-t",
+    "aggregate_types",
+    multiple=True,
+    help="Also list partitions of this type's topic with no position yet.",
+)
+@click.option(
+    "--database",
+    default=None,
+    help="Take positions from this database's kes_offsets (a SqlProjection's truth).",
+)
+@json_option
+@bootstrap_option
+@prefix_option
+def status(
+    group: str,
+    aggregate_types: tuple[str, ...],
+    database: str | None,
+    as_json: bool,
+    bootstrap_servers: str,
+    topic_prefix: str,
+) -> None:
+    """Positions and lag per partition of the projection GROUP (its name)."""
+    config = _config(bootstrap_servers, topic_prefix)
+    st = group_status(config, group, list(aggregate_types), database)
+    if as_json:
+        click.echo(json.dumps(st.as_dict(), indent=2))
+        return
+    console = Console()
+    console.print(
+        f"group [bold]{st.group}[/] state {st.state}, {st.members} member(s), "
+        f"positions from {st.source}, total lag {st.total_lag:,}"
+    )
+    table = Table("topic", "partition", "position", "end", "lag", "owner")
+    for p in st.partitions:
+        table.add_row(
+            p.topic,
+            str(p.partition),
+            "-" if p.committed is None else f"{p.committed:,}",
+            f"{p.end:,}",
+            "-" if p.lag is None else f"{p.lag:,}",
+            p.owner or "-",
+        )
+    console.print(table)
