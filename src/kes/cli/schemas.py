@@ -10,6 +10,7 @@ from typing import Any
 
 import click
 
+from kes.cli.options import bootstrap_option, json_option
 from kes.domain import Aggregate
 from kes.errors import InvalidInputError
 from kes.schemas.compatibility import json_differences
@@ -17,14 +18,6 @@ from kes.schemas.generate import aggregate_schemas
 from kes.schemas.registry import DEFAULT_TOPIC, SchemaRegistry
 from kes.store.kafka import KafkaConfig
 
-json_option = click.option("--json", "as_json", is_flag=True, help="Machine-readable output.")
-bootstrap_option = click.option(
-    "--bootstrap-servers",
-    envvar="KES_BOOTSTRAP_SERVERS",
-    default="127.0.0.1:9092",
-    show_default=True,
-    help="Kafka to talk to (env KES_BOOTSTRAP_SERVERS).",
-)
 topic_option = click.option(
     "--topic",
     envvar="KES_SCHEMAS_TOPIC",

@@ -10,25 +10,10 @@ import click
 from rich.console import Console
 from rich.table import Table
 
+from kes.cli.options import bootstrap_option, json_option, prefix_option
 from kes.envelope import RecordedEvent
 from kes.store.kafka import KafkaConfig, KafkaEventStore, rebuild_index
 from kes.store.kafka.topics import Topics
-
-json_option = click.option("--json", "as_json", is_flag=True, help="Machine-readable output.")
-bootstrap_option = click.option(
-    "--bootstrap-servers",
-    envvar="KES_BOOTSTRAP_SERVERS",
-    default="127.0.0.1:9092",
-    show_default=True,
-    help="Kafka to talk to (env KES_BOOTSTRAP_SERVERS).",
-)
-prefix_option = click.option(
-    "--topic-prefix",
-    envvar="KES_TOPIC_PREFIX",
-    default="kes.events.",
-    show_default=True,
-    help="Prefix of event topic names (env KES_TOPIC_PREFIX).",
-)
 
 
 def _config(bootstrap_servers: str, topic_prefix: str, **extra: Any) -> KafkaConfig:

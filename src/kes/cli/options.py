@@ -1,0 +1,21 @@
+"""Options shared by every ``kes`` command that talks to Kafka."""
+
+from __future__ import annotations
+
+import click
+
+json_option = click.option("--json", "as_json", is_flag=True, help="Machine-readable output.")
+bootstrap_option = click.option(
+    "--bootstrap-servers",
+    envvar="KES_BOOTSTRAP_SERVERS",
+    default="127.0.0.1:9092",
+    show_default=True,
+    help="Kafka to talk to (env KES_BOOTSTRAP_SERVERS).",
+)
+prefix_option = click.option(
+    "--topic-prefix",
+    envvar="KES_TOPIC_PREFIX",
+    default="kes.events.",
+    show_default=True,
+    help="Prefix of event topic names (env KES_TOPIC_PREFIX).",
+)
