@@ -10,16 +10,10 @@ import click
 from rich.console import Console
 from rich.table import Table
 
-from kes.cli.options import bootstrap_option, json_option, prefix_option
+from kes.cli.options import bootstrap_option, json_option, kafka_config, prefix_option
 from kes.envelope import RecordedEvent
 from kes.store.kafka import KafkaConfig, KafkaEventStore, rebuild_index
 from kes.store.kafka.topics import Topics
-
-
-def _config(bootstrap_servers: str, topic_prefix: str, **extra: Any) -> KafkaConfig:
-    return KafkaConfig.from_env(
-        bootstrap_servers=bootstrap_servers, topic_prefix=topic_prefix, **extra
-    )
 
 
 def _event_dict(e: RecordedEvent) -> dict[str, Any]:
@@ -47,7 +41,7 @@ def _event_dict(e: RecordedEvent) -> dict[str, Any]:
 @json_option
 def topics(bootstrap_servers: str, topic_prefix: str, as_json: bool) -> None:
     """List event topics with partitions, replication and the settings that keep events."""
-    infos = Topics(_config(bootstrap_servers, topic_prefix)).event_topics()
+    infos = Topics(kafka_config(bootstrap_servers, topic_prefix)).event_topics()
     keys = (
         "cleanup.policy",
         "retention.ms",
@@ -123,7 +117,7 @@ def read_events(
     as_json: bool,
 ) -> None:
     """Print one aggregate's events (asks the writer that owns it for their offsets)."""
-    config = _config(bootstrap_servers, topic_prefix, request_timeout_s=timeout)
+    config = kafka_config(bootstrap_servers, topic_prefix, request_timeout_s=timeout)
     with KafkaEventStore(config, role="client") as store:
         evs = store.read_stream(aggregate_type, aggregate_id, from_version, to_version)
     _print_events(evs, as_json, f"{aggregate_type} {aggregate_id}")
@@ -143,7 +137,7 @@ def tail_events(
     topic_prefix: str,
 ) -> None:
     """Follow the events of one aggregate type as JSON lines (Ctrl-C stops)."""
-    config = _config(bootstrap_servers, topic_prefix)
+    config = kafka_config(bootstrap_servers, topic_prefix)
     store = KafkaEventStore(config, role="client")
     stop = threading.Event()
     positions = None
@@ -201,7 +195,7 @@ def rebuild(
     Run it with the writers of that type stopped (they rebuild on their own when
     their index is missing or stale; this only saves them the work).
     """
-    config = _config(bootstrap_servers, topic_prefix, index_dir=index_dir)
+    config = kafka_config(bootstrap_servers, topic_prefix, index_dir=index_dir)
     partitions, count, seconds = rebuild_index(config, aggregate_type)
     rate = count / seconds if seconds > 0 else 0.0
     if as_json:
