@@ -11,6 +11,12 @@ from typing import Any
 
 from kes.errors import InvalidInputError
 
+# librdkafka reports transient states (a coordinator still loading, a broker restarting)
+# as warnings it then retries; kes handles them. Show only errors unless asked for more.
+_librdkafka_log = logging.getLogger("kes.kafka")
+if _librdkafka_log.level == logging.NOTSET:
+    _librdkafka_log.setLevel(logging.ERROR)
+
 
 @dataclass(frozen=True)
 class KafkaConfig:
@@ -86,7 +92,7 @@ class KafkaConfig:
     def base(self) -> dict[str, Any]:
         conf: dict[str, Any] = {
             "bootstrap.servers": self.bootstrap_servers,
-            "logger": logging.getLogger("kes.kafka"),  # librdkafka logs go to logging
+            "logger": _librdkafka_log,  # librdkafka logs go to logging
         }
         conf.update(self.client)
         return conf
