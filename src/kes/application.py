@@ -192,7 +192,8 @@ class Repository(Generic[A]):
             and base // every != (aggregate.version // every)
         ):
             try:
-                self.snapshots.put(take_snapshot(aggregate))
+                last = result.positions[-1] if result.positions else None
+                self.snapshots.put(take_snapshot(aggregate, last))
             except KesError as exc:  # the events are saved; a missing snapshot only slows loads
                 log.warning("snapshot of %s %r failed: %s", self.aggregate_type, aggregate.id, exc)
         return result

@@ -17,7 +17,8 @@ from typing import Any, ClassVar, TypeVar, get_origin, get_type_hints
 import msgspec
 
 from kes.domain import Aggregate
-from kes.errors import SerializationError
+from kes.envelope import Position
+from kes.errors import InvalidInputError, SerializationError
 
 __all__ = ["MemorySnapshotStore", "Snapshot", "SnapshotStore", "restore", "take_snapshot"]
 
@@ -37,6 +38,7 @@ class Snapshot(msgspec.Struct, frozen=True, kw_only=True, rename="camel"):
     state: dict[str, Any]
     class_version: int = 1
     timestamp: datetime | None = None
+    position: Position | None = None  # where the last event it covers lies in Kafka
 
 
 class SnapshotStore(ABC):
@@ -86,10 +88,16 @@ _encoder = msgspec.json.Encoder()
 _decoder = msgspec.json.Decoder(Snapshot)
 
 
-def take_snapshot(aggregate: Aggregate) -> Snapshot:
-    """Snapshot an aggregate's saved state; raises if events are still pending."""
+def take_snapshot(aggregate: Aggregate, position: Position | None = None) -> Snapshot:
+    """Snapshot an aggregate's saved state (``position``: its last event's place in Kafka).
+
+    Raises InvalidInputError if events are still pending.
+    """
     if aggregate.pending_events:
-        raise ValueError("snapshot an aggregate only after its pending events are saved")
+        raise InvalidInputError(
+            f"{type(aggregate).__name__} {aggregate.id!r} has unsaved events; snapshot an "
+            "aggregate only after its pending events are saved."
+        )
     cls = type(aggregate)
     try:
         state = msgspec.to_builtins(vars(aggregate), str_keys=True)
@@ -105,6 +113,7 @@ def take_snapshot(aggregate: Aggregate) -> Snapshot:
         state=state,
         class_version=cls.snapshot_version,
         timestamp=aggregate._kes_timestamp,
+        position=position,
     )
 
 
