@@ -73,6 +73,13 @@ class EventStoreContract:
         with pytest.raises(ConcurrencyError):
             store.append("User", "d", other, 0)
 
+    def test_retry_of_an_any_append_writes_nothing_new(self, store: EventStore) -> None:
+        events = [ev(n=1), ev(n=2)]
+        first = store.append("User", "r", events, ANY)
+        again = store.append("User", "r", events, ANY)
+        assert again.written is False and again.positions == first.positions
+        assert store.stream_version("User", "r") == 2
+
     def test_read_stream_ranges(self, store: EventStore) -> None:
         store.append("User", "e", [ev(n=i) for i in range(1, 11)], NO_STREAM)
         assert [e.version for e in store.read_stream("User", "e", 3, 5)] == [3, 4, 5]

@@ -10,7 +10,7 @@ from confluent_kafka import Consumer, KafkaException, TopicPartition
 from rich.console import Console
 from rich.table import Table
 
-from kes.cli.store import _config, bootstrap_option, json_option, prefix_option
+from kes.cli.options import bootstrap_option, json_option, kafka_config, prefix_option
 from kes.envelope import Position, RecordedEvent, decode
 from kes.projections.admin import load_projection
 from kes.projections.checkpoints import open_checkpoints
@@ -73,7 +73,7 @@ def list_(
     projection: str, show_all: bool, as_json: bool, bootstrap_servers: str, topic_prefix: str
 ) -> None:
     """The records parked by PROJECTION (its name), oldest first."""
-    config = _config(bootstrap_servers, topic_prefix)
+    config = kafka_config(bootstrap_servers, topic_prefix)
     start = 0 if show_all else _replayed_up_to(config, projection)
     rows = [_row(p) for p in read_parked(config, projection, start)]
     if as_json:
@@ -105,7 +105,7 @@ def replay(spec: str, database: str | None, bootstrap_servers: str, topic_prefix
     still fails stops the replay, with its error, and stays parked. For a SqlProjection
     each record's changes commit in their own transaction.
     """
-    config = _config(bootstrap_servers, topic_prefix)
+    config = kafka_config(bootstrap_servers, topic_prefix)
     projection = load_projection(spec)()
     if isinstance(projection, KafkaProcessor):
         raise ProjectionError("replaying parked records of a KafkaProcessor is not supported.")

@@ -20,7 +20,7 @@ from rich.progress import (
 )
 from rich.table import Table
 
-from kes.cli.store import _config, bootstrap_option, json_option, prefix_option
+from kes.cli.options import bootstrap_option, json_option, kafka_config, prefix_option
 from kes.projections.admin import (
     group_status,
     load_projection,
@@ -65,7 +65,7 @@ def run(
     Example: kes project run examples.users.read_models:UserDirectory -n 3
     """
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s %(message)s")
-    config = _config(bootstrap_servers, topic_prefix)
+    config = kafka_config(bootstrap_servers, topic_prefix)
     if processes < 1:
         raise click.BadParameter(f"must be >= 1, got {processes}", param_hint="--processes")
     if processes > 1:
@@ -88,7 +88,7 @@ def derive(
     Example: kes project derive User   (fills kes.events.User.UserCreated, ...)
     """
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s %(message)s")
-    config = _config(bootstrap_servers, topic_prefix)
+    config = kafka_config(bootstrap_servers, topic_prefix)
     if processes > 1:
         click.echo("derive runs one process per command; start it N times to scale out.")
     stats = _serve(ProjectionRunner(event_type_topics(*aggregate_types)(), config))
@@ -131,7 +131,7 @@ def replay(
     """
     if from_beginning and from_time:
         raise click.UsageError("choose --from-beginning or --from-time, not both.")
-    config = _config(bootstrap_servers, topic_prefix)
+    config = kafka_config(bootstrap_servers, topic_prefix)
     projection = load_projection(spec)()
     since = _parse_time(from_time) if from_time else None
     if not yes:
@@ -201,7 +201,7 @@ def status(
     topic_prefix: str,
 ) -> None:
     """Positions and lag per partition of the projection GROUP (its name)."""
-    config = _config(bootstrap_servers, topic_prefix)
+    config = kafka_config(bootstrap_servers, topic_prefix)
     st = group_status(config, group, list(aggregate_types), database)
     if as_json:
         click.echo(json.dumps(st.as_dict(), indent=2))

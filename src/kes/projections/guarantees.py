@@ -57,6 +57,7 @@ def handle_or_park(
     dead_letters: DeadLetters,
     msg: Message,
     call: Callable[[RecordedEvent], None],
+    attempt: int = 1,
 ) -> bool:
     """Decode and handle ``msg``, retrying a failing handler with backoff; after the last
     attempt park it in the dead-letter topic. True when handled, False when parked.
@@ -69,7 +70,6 @@ def handle_or_park(
         log.warning("%s: %s cannot be decoded (%s); parked", projection.name, where(msg), exc)
         dead_letters.park(msg, exc, 1)
         return False
-    attempt = 1
     while True:
         try:
             call(event)
@@ -103,6 +103,33 @@ def as_tps(offsets: dict[Key, int]) -> list[TopicPartition]:
     return [TopicPartition(t, p, o) for (t, p), o in offsets.items()]
 
 
+def handle_batch(
+    projection: Projection, dead_letters: DeadLetters, records: list[Message]
+) -> dict[Key, int]:
+    """Handle ``records`` in order (the fast path: a failure falls back to retries);
+    returns the offset after the last record of each partition."""
+    handlers = projection.handlers
+    offsets: dict[Key, int] = {}
+    for msg in records:
+        offset = msg.offset()
+        offsets[(msg.topic(), msg.partition())] = offset + 1
+        try:
+            envelope = decode(msg.value())
+        except DECODE_ERRORS:
+            handle_or_park(projection, dead_letters, msg, lambda e: dispatch(projection, e))
+            continue
+        handler = handlers.get(envelope.event_type)
+        if handler is None:
+            continue
+        try:
+            handler(RecordedEvent(envelope, Position(msg.topic(), msg.partition(), offset)))
+        except Exception as exc:
+            log.warning("%s: %s failed (%r); retrying", projection.name, where(msg), exc)
+            backoff(projection, 1)
+            handle_or_park(projection, dead_letters, msg, lambda e: dispatch(projection, e), 2)
+    return offsets
+
+
 class AtMostOnce(Strategy):
     """Commit the batch's offsets (synchronously) first, then handle it. A crash
     mid-batch loses the rest of the batch; nothing is ever handled twice."""
@@ -115,11 +142,7 @@ class AtMostOnce(Strategy):
             # time on the new owner. Drop the batch; the owner starts at the last commit.
             log.warning("%s: commit refused (%s); batch not handled", self.projection.name, exc)
             return
-        for msg in records:
-            handle_or_park(self.projection, self.dead_letters, msg, self._call)
-
-    def _call(self, event: RecordedEvent) -> None:
-        dispatch(self.projection, event)
+        handle_batch(self.projection, self.dead_letters, records)
 
 
 class AtLeastOnce(Strategy):
@@ -131,17 +154,12 @@ class AtLeastOnce(Strategy):
         self.done: dict[Key, int] = {}
 
     def process(self, consumer: Consumer, records: list[Message]) -> None:
-        for msg in records:
-            handle_or_park(self.projection, self.dead_letters, msg, self._call)
-        offsets = next_offsets(records)
+        offsets = handle_batch(self.projection, self.dead_letters, records)
         self.done.update(offsets)
         try:
             consumer.commit(offsets=as_tps(offsets), asynchronous=True)
         except KafkaException as exc:
             log.warning("%s: commit failed (%s); will be handled again", self.projection.name, exc)
-
-    def _call(self, event: RecordedEvent) -> None:
-        dispatch(self.projection, event)
 
     def revoked(self, consumer: Consumer, partitions: list[TopicPartition]) -> None:
         mine = {

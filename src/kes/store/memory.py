@@ -12,7 +12,6 @@ from kes.store.base import (
     AppendResult,
     EventStore,
     Expected,
-    ExpectedVersion,
     check_aggregate,
     check_append,
     check_read,
@@ -29,6 +28,7 @@ class MemoryEventStore(EventStore):
         self._lock = threading.Condition()
         self._streams: dict[tuple[str, str], list[RecordedEvent]] = {}
         self._logs: dict[tuple[str, int], list[RecordedEvent]] = {}
+        self._ids: dict[str, tuple[str, str, int]] = {}  # event id -> type, id, version
 
     def topic(self, aggregate_type: str) -> str:
         return self.topic_prefix + aggregate_type
@@ -44,10 +44,10 @@ class MemoryEventStore(EventStore):
         with self._lock:
             stream = self._streams.get((aggregate_type, aggregate_id), [])
             actual = len(stream)
+            retry = self._already_stored(aggregate_type, aggregate_id, stream, events)
+            if retry is not None:
+                return retry
             if not expected_matches(expected_version, actual):
-                retry = _idempotent_retry(stream, events, expected_version)
-                if retry is not None:
-                    return retry
                 raise ConcurrencyError(aggregate_type, aggregate_id, expected_version, actual)
             envelopes = [
                 to_envelope(aggregate_type, aggregate_id, actual + i + 1, e)
@@ -63,9 +63,27 @@ class MemoryEventStore(EventStore):
                 for i, env in enumerate(envelopes)
             ]
             log.extend(recorded)
+            for r in recorded:
+                self._ids[r.event_id] = (aggregate_type, aggregate_id, r.version)
             self._streams[(aggregate_type, aggregate_id)] = stream + recorded
             self._lock.notify_all()
             return AppendResult(actual + len(events), [r.position for r in recorded])
+
+    def _already_stored(
+        self,
+        aggregate_type: str,
+        aggregate_id: str,
+        stream: list[RecordedEvent],
+        events: Sequence[NewEvent],
+    ) -> AppendResult | None:
+        """The earlier result if these events are already stored, in this order."""
+        first = self._ids.get(events[0].event_id)
+        if first is None or first[:2] != (aggregate_type, aggregate_id):
+            return None
+        stored = stream[first[2] - 1 : first[2] - 1 + len(events)]
+        if [s.event_id for s in stored] != [e.event_id for e in events]:
+            return None
+        return AppendResult(stored[-1].version, [s.position for s in stored], written=False)
 
     def read_stream(
         self,
@@ -114,19 +132,3 @@ class MemoryEventStore(EventStore):
                 if not batch:
                     self._lock.wait(0.05)
             yield from batch
-
-
-def _idempotent_retry(
-    stream: list[RecordedEvent], events: Sequence[NewEvent], expected: Expected
-) -> AppendResult | None:
-    """The result of an earlier identical append, if these event ids are already stored."""
-    if expected is ExpectedVersion.ANY:
-        return None  # ANY always matches; idempotency needs a version to anchor it
-    if expected is ExpectedVersion.NO_STREAM:
-        expected = 0
-    stored = stream[expected : expected + len(events)]
-    if len(stored) == len(events) and all(
-        s.event_id == e.event_id for s, e in zip(stored, events, strict=True)
-    ):
-        return AppendResult(expected + len(events), [s.position for s in stored], written=False)
-    return None

@@ -40,8 +40,8 @@ class KafkaConfig:
     ready_timeout_s: float = 60.0
     max_batch_events: int = 2_000
     group_commit_wait_s: float = 0.001  # after a shared commit, wait this long for company
-    max_batch_bytes: int = 4 * 1024 * 1024
     index_checkpoint_every: int = 50_000  # events between index snapshots on disk
+    recent_event_ids: int = 20_000  # per partition: repeated appends within it are no-ops
     member_name: str = field(
         default_factory=lambda: f"{socket.gethostname()}-{os.getpid()}-{uuid.uuid4().hex[:6]}"
     )

@@ -196,8 +196,9 @@ class Router:
             raise StoreUnavailableError(
                 f"no writer answered for {fields.get('aggregate_type')} "
                 f"{fields.get('aggregate_id')!r} (partition {partition} of {request_topic}) "
-                f"within {timeout:.0f}s; nothing was written. Is a writer process running "
-                "for this aggregate type?"
+                f"within {timeout:.0f}s. Is a writer process running for this aggregate "
+                "type? If one took the request and died, the outcome is unknown: retrying "
+                "with the same event ids is safe (a repeated append is a no-op)."
             ) from None
         finally:
             with self._lock:

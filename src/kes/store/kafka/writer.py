@@ -8,6 +8,7 @@ import logging
 import queue
 import threading
 import time
+from collections import OrderedDict
 from collections.abc import Sequence
 from concurrent.futures import Future
 from dataclasses import dataclass, field
@@ -35,8 +36,30 @@ log = logging.getLogger("kes.writer")
 _RECORD_OVERHEAD = 512
 
 
-class _Head(msgspec.Struct):
+class _Head(msgspec.Struct, rename="camel"):
     version: int
+    event_id: str = ""
+
+
+class RecentIds:
+    """The ids of a partition's latest events: event id -> (aggregate id, version, offset).
+
+    Makes a repeated append (a caller's retry, or a forwarded request delivered again
+    after its owner died) a no-op even with ``expected_version=ANY``. It is filled by the
+    catch-up read, so it also knows what the previous owner wrote last.
+    """
+
+    def __init__(self, capacity: int) -> None:
+        self.capacity = capacity
+        self._ids: OrderedDict[str, tuple[str, int, int]] = OrderedDict()
+
+    def add(self, event_id: str, aggregate_id: str, version: int, offset: int) -> None:
+        self._ids[event_id] = (aggregate_id, version, offset)
+        if len(self._ids) > self.capacity:
+            self._ids.popitem(last=False)
+
+    def get(self, event_id: str) -> tuple[str, int, int] | None:
+        return self._ids.get(event_id)
 
 
 _head_decoder = msgspec.json.Decoder(_Head)
@@ -86,6 +109,7 @@ class PartitionWriter:
         self.index_file = index_path(config.index_dir, topic, partition)
         self.transactions = 0
         self._last_batch = 0
+        self.recent = RecentIds(config.recent_event_ids)
         self.restored_offset = 0  # where the saved index ended when this owner started
         self.caught_up_events = 0  # events read from the log to complete the index
 
@@ -201,6 +225,8 @@ class PartitionWriter:
             self.index.advance(msg.offset() + 1)
             return 0
         self.index.record(aggregate_id, head.version, msg.offset())
+        if head.event_id:
+            self.recent.add(head.event_id, aggregate_id, head.version, msg.offset())
         return 1
 
     def close(self, save: bool = True) -> None:
@@ -287,9 +313,9 @@ class PartitionWriter:
     def _commit_batch(self, batch: list[AppendRequest]) -> None:
         now = time.time()
         tentative: dict[str, int] = {}
+        batch_ids: set[str] = set()
         accepted: list[tuple[AppendRequest, list[tuple[str, int, bytes, list[tuple[str, bytes]]]]]]
         accepted = []
-        size = 0
         for req in batch:
             if req.deadline is not None and now > req.deadline:
                 req.future.set_exception(
@@ -297,6 +323,13 @@ class PartitionWriter:
                 )
                 continue
             aid = req.aggregate_id
+            if any(e.event_id in batch_ids for e in req.events):
+                self._queue.put(req)  # a repeat of a request in this batch: after its commit
+                continue
+            stored = self._already_stored(req)
+            if stored is not None:
+                req.future.set_result(stored)
+                continue
             actual = tentative.get(aid, self.index.version(aid))
             if not expected_matches(req.expected, actual):
                 self._refuse(req, actual, aid in tentative)
@@ -307,8 +340,8 @@ class PartitionWriter:
                 req.future.set_exception(exc)
                 continue
             accepted.append((req, records))
+            batch_ids.update(e.event_id for e in req.events)
             tentative[aid] = actual + len(req.events)
-            size += sum(len(r[2]) for r in records)
         if not accepted:
             return
         offsets = self._produce_transaction([recs for _, recs in accepted])
@@ -317,10 +350,11 @@ class PartitionWriter:
         with self.index.lock:
             for req, records in accepted:
                 positions = []
-                for aid, version, _, _ in records:
+                for event, (aid, version, _, _) in zip(req.events, records, strict=True):
                     off = offsets[i]
                     i += 1
                     self.index.record(aid, version, off)
+                    self.recent.add(event.event_id, aid, version, off)
                     positions.append(Position(self.topic, self.partition, off))
                 results.append((req, AppendResult(records[-1][1], positions)))
         for req, result in results:
@@ -354,6 +388,19 @@ class PartitionWriter:
             req.future.set_exception(
                 ConcurrencyError(self.aggregate_type, req.aggregate_id, req.expected, actual)
             )
+
+    def _already_stored(self, req: AppendRequest) -> AppendResult | None:
+        """The earlier result if every event of ``req`` was recently stored, in order."""
+        first = self.recent.get(req.events[0].event_id)
+        if first is None:
+            return None
+        positions = []
+        for i, event in enumerate(req.events):
+            known = self.recent.get(event.event_id)
+            if known is None or known[0] != req.aggregate_id or known[1] != first[1] + i:
+                return None
+            positions.append(Position(self.topic, self.partition, known[2]))
+        return AppendResult(first[1] + len(req.events) - 1, positions, written=False)
 
     def _idempotent_retry(self, req: AppendRequest, actual: int) -> AppendResult | None:
         """The earlier result if these event ids are already stored at these versions."""
