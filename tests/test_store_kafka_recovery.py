@@ -11,7 +11,7 @@ from pathlib import Path
 import pytest
 from confluent_kafka.admin import AdminClient, NewTopic
 
-from kes import NO_STREAM, EventTooLargeError, NewEvent, TopicConfigError
+from kes import ANY, NO_STREAM, EventTooLargeError, NewEvent, TopicConfigError
 from kes.store.kafka import KafkaConfig, KafkaEventStore, rebuild_index
 
 pytestmark = pytest.mark.kafka
@@ -131,3 +131,18 @@ def test_index_of_a_deleted_and_recreated_topic_is_not_trusted(
         fill(store, 2, 1)  # the new topic's first events, not versions 4
         assert store.stream_version("Acct", "a1") == 1
         assert store.stream_version("Acct", "a5") == 0
+
+
+def test_new_owner_treats_a_repeat_of_the_old_owners_append_as_a_no_op(
+    kafka_config: KafkaConfig, tmp_path: Path
+) -> None:
+    """A forwarded request delivered again after its owner died must not write twice,
+    even with expected_version=ANY: the new owner learns recent event ids on catch-up."""
+    events = [ev(n=1), ev(n=2)]
+    with KafkaEventStore(kafka_config) as old_owner:
+        old_owner.append("Acct", "dup", events, ANY)
+    successor = dataclasses.replace(kafka_config, index_dir=str(tmp_path / "successor"))
+    with KafkaEventStore(successor) as new_owner:
+        again = new_owner.append("Acct", "dup", events, ANY)
+        assert again.written is False and again.version == 2
+        assert new_owner.stream_version("Acct", "dup") == 2
