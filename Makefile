@@ -6,7 +6,7 @@ PYTHON ?= python3
 KES_PORT ?= 9092
 export KES_BOOTSTRAP_SERVERS ?= 127.0.0.1:$(KES_PORT)
 
-.PHONY: help venv provision broker stop stop-all lint test test-fast demo bench clean
+.PHONY: help venv provision broker postgres stop stop-all lint test test-fast demo bench clean
 
 help: ## list the targets
 	@grep -E '^[a-z-]+:.*## ' Makefile | sed 's/:.*## /\t/'
@@ -25,6 +25,9 @@ provision: venv ## make sure Java and Maven are there (installs them with apt wh
 broker: provision ## fetch Apache Kafka (once) and start a local broker (reuses a running one)
 	$(BIN)/kes broker start --port $(KES_PORT)
 
+postgres: venv ## a private PostgreSQL for read models (installs it with apt when missing)
+	@bash scripts/postgres.sh >/dev/null
+
 stop: ## stop the local broker
 	-$(BIN)/kes broker stop
 
@@ -32,13 +35,14 @@ stop-all: ## stop every broker and cluster the project started
 	-$(BIN)/kes broker stop
 	-$(BIN)/kes broker stop --data-dir .kes/test-broker
 	-$(BIN)/kes broker stop --data-dir .kes/test-cluster3
+	-bash scripts/postgres.sh stop
 
 lint: venv ## ruff and mypy --strict
 	$(BIN)/ruff check src tests examples benchmarks
 	$(BIN)/ruff format --check src tests examples benchmarks
 	$(BIN)/mypy
 
-test: broker lint ## lint, then the whole suite against real Kafka
+test: broker postgres lint ## lint, then the whole suite against real Kafka and PostgreSQL
 	$(BIN)/pytest
 
 test-fast: venv ## the tests that need no Kafka

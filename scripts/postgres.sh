@@ -7,8 +7,9 @@
 #   scripts/postgres.sh stop     stop the cluster
 set -euo pipefail
 
-ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
-DATA="${KES_PG_DIR:-$ROOT/.kes/postgres}"
+# Outside the checkout: the postgres user must reach it, and a checkout under /root
+# (mode 700) would not let it.
+DATA="${KES_PG_DIR:-/var/tmp/kes-postgres-${KES_PG_PORT:-55432}}"
 PORT="${KES_PG_PORT:-55432}"
 DSN="postgresql://postgres@127.0.0.1:${PORT}/postgres"
 

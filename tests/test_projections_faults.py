@@ -296,9 +296,12 @@ def test_three_processes_split_the_partitions_and_a_killed_ones_move(
     log_path = tmp_path / "assignments.jsonl"
     db = tmp_path / "rm.db"
     table, name = "totals", f"{unique}.scale"
-    spawn = lambda: spawn_projector(  # noqa: E731
-        config, kind="totals", name=name, db=db, table=table, assignments=log_path
-    )
+
+    def spawn() -> subprocess.Popen[bytes]:
+        return spawn_projector(
+            config, kind="totals", name=name, db=db, table=table, assignments=log_path
+        )
+
     procs = [spawn() for _ in range(3)]
     appender = Appender(store, pause_s=0.01)
     try:

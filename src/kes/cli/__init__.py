@@ -5,6 +5,8 @@ from __future__ import annotations
 import click
 
 from kes.cli.broker import broker
+from kes.cli.dlq import dlq
+from kes.cli.project import project
 from kes.cli.schemas import schemas
 from kes.cli.store import events, index, topics
 from kes.errors import KesError
@@ -21,6 +23,8 @@ cli.add_command(topics)
 cli.add_command(events)
 cli.add_command(index)
 cli.add_command(schemas)
+cli.add_command(project)
+cli.add_command(dlq)
 
 
 def main() -> None:

@@ -11,6 +11,7 @@ import logging
 import os
 import threading
 from array import array
+from collections import OrderedDict
 from pathlib import Path
 
 import msgspec
@@ -134,3 +135,24 @@ class PartitionIndex:
 
 def index_path(index_dir: str, topic: str, partition: int) -> Path:
     return Path(index_dir) / topic / f"{partition}.idx"
+
+
+class RecentIds:
+    """The ids of a partition's latest events: event id -> (aggregate id, version, offset).
+
+    Makes a repeated append (a caller's retry, or a forwarded request delivered again
+    after its owner died) a no-op even with ``expected_version=ANY``. It is filled by the
+    catch-up read, so it also knows what the previous owner wrote last.
+    """
+
+    def __init__(self, capacity: int) -> None:
+        self.capacity = capacity
+        self._ids: OrderedDict[str, tuple[str, int, int]] = OrderedDict()
+
+    def add(self, event_id: str, aggregate_id: str, version: int, offset: int) -> None:
+        self._ids[event_id] = (aggregate_id, version, offset)
+        if len(self._ids) > self.capacity:
+            self._ids.popitem(last=False)
+
+    def get(self, event_id: str) -> tuple[str, int, int] | None:
+        return self._ids.get(event_id)

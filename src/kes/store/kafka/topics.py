@@ -158,5 +158,11 @@ class Topics:
         md = self.admin.list_topics(timeout=10)
         prefix = self.config.topic_prefix
         suffix = self.config.request_topic_suffix
-        names = sorted(n for n in md.topics if n.startswith(prefix) and not n.endswith(suffix))
+        # <prefix><AggregateType>: aggregate types hold no dots, so derived per-event-type
+        # topics (<prefix>User.UserCreated) and request topics are left out.
+        names = sorted(
+            n
+            for n in md.topics
+            if n.startswith(prefix) and not n.endswith(suffix) and "." not in n[len(prefix) :]
+        )
         return [i for n in names if (i := self.describe(n)) is not None]

@@ -8,7 +8,6 @@ import logging
 import queue
 import threading
 import time
-from collections import OrderedDict
 from collections.abc import Sequence
 from concurrent.futures import Future
 from dataclasses import dataclass, field
@@ -27,7 +26,7 @@ from kes.errors import (
 )
 from kes.store.base import AppendResult, Expected, ExpectedVersion, expected_matches
 from kes.store.kafka.config import KafkaConfig
-from kes.store.kafka.index import PartitionIndex, index_path
+from kes.store.kafka.index import PartitionIndex, RecentIds, index_path
 from kes.store.kafka.reader import OffsetReader, drain
 
 log = logging.getLogger("kes.writer")
@@ -39,27 +38,6 @@ _RECORD_OVERHEAD = 512
 class _Head(msgspec.Struct, rename="camel"):
     version: int
     event_id: str = ""
-
-
-class RecentIds:
-    """The ids of a partition's latest events: event id -> (aggregate id, version, offset).
-
-    Makes a repeated append (a caller's retry, or a forwarded request delivered again
-    after its owner died) a no-op even with ``expected_version=ANY``. It is filled by the
-    catch-up read, so it also knows what the previous owner wrote last.
-    """
-
-    def __init__(self, capacity: int) -> None:
-        self.capacity = capacity
-        self._ids: OrderedDict[str, tuple[str, int, int]] = OrderedDict()
-
-    def add(self, event_id: str, aggregate_id: str, version: int, offset: int) -> None:
-        self._ids[event_id] = (aggregate_id, version, offset)
-        if len(self._ids) > self.capacity:
-            self._ids.popitem(last=False)
-
-    def get(self, event_id: str) -> tuple[str, int, int] | None:
-        return self._ids.get(event_id)
 
 
 _head_decoder = msgspec.json.Decoder(_Head)
