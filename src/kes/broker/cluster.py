@@ -185,14 +185,15 @@ class LocalCluster:
         """Block until every running node is in the cluster metadata."""
         from confluent_kafka.admin import AdminClient
 
+        for n in self.nodes:
+            n.is_running()  # refresh pids: another process may have restarted a node
         expected = {n.node_id for n in self.nodes if n.pid is not None}
         admin = AdminClient({"bootstrap.servers": self.bootstrap_servers, "log_level": 0})
         deadline = time.monotonic() + timeout
         seen: set[int] = set()
         while time.monotonic() < deadline:
             for n in self.nodes:
-                if n.pid is not None and not _pid_alive(n.pid):
-                    n.pid = None
+                if n.node_id in expected and not n.is_running():
                     raise BrokerError(
                         f"Kafka node {n.node_id} (port {n.port}) exited during start-up. "
                         f"Last lines of {self.log_path(n)}:\n{self.log_tail(n)}"
