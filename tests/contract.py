@@ -147,7 +147,7 @@ class EventStoreContract:
                 if len(seen) == 3:
                     stop.set()
 
-        t = threading.Thread(target=follow)
+        t = threading.Thread(target=follow, daemon=True)
         t.start()
         store.append("Feed", "x", [ev(n=2)], 1)
         store.append("Feed", "y", [ev(n=3)], NO_STREAM)

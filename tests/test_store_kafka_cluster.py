@@ -56,20 +56,22 @@ def test_broker_crash_during_appends_loses_no_acknowledged_event(
                     with lock:
                         result.error.append({"agg": agg, "id": eid, "error": str(exc)})
 
-        threads = [threading.Thread(target=work, args=(i,)) for i in range(8)]
+        threads = [threading.Thread(target=work, args=(i,), daemon=True) for i in range(8)]
         for t in threads:
             t.start()
-        time.sleep(5)
-        before_kill = len(result.ok)
-        victim = cluster3.nodes[2].node_id
-        cluster3.kill(victim)
-        time.sleep(10)
-        during = len(result.ok) - before_kill
-        cluster3.restart(victim)
-        time.sleep(3)
-        stop.set()
-        for t in threads:
-            t.join(timeout=120)
+        try:
+            time.sleep(5)
+            before_kill = len(result.ok)
+            victim = cluster3.nodes[2].node_id
+            cluster3.kill(victim)
+            time.sleep(10)
+            during = len(result.ok) - before_kill
+            cluster3.restart(victim)
+            time.sleep(3)
+        finally:
+            stop.set()
+            for t in threads:
+                t.join(timeout=120)
     info = store.topics.describe(config.topic("Race"))
     assert info is not None and info.replication_factor == 3
     assert info.configs["min.insync.replicas"] == "2"
