@@ -116,7 +116,7 @@ class ProjectionRunner:
                 "session.timeout.ms": self.config.session_timeout_ms,
                 "heartbeat.interval.ms": max(500, self.config.session_timeout_ms // 5),
                 "enable.partition.eof": self.until_caught_up,
-                "queued.max.messages.kbytes": 65536,
+                "queued.max.messages.kbytes": 16384,  # prefetch per partition: bounds memory
                 "fetch.max.bytes": 52428800,
                 "max.partition.fetch.bytes": 10485760,
             }
