@@ -54,10 +54,16 @@ def to_pyformat(sql: str) -> str:
 class Tx:
     """The open transaction a handler writes through. Write ``?`` placeholders."""
 
-    def __init__(self, connection: Any, dialect: Dialect) -> None:
+    def __init__(self, connection: Any, dialect: Dialect, pipeline: Any = None) -> None:
         self.connection = connection
         self.dialect: Dialect = dialect
         self._cache: dict[str, str] = {}
+        self._pipeline = pipeline
+
+    def sync(self) -> None:
+        """Wait for every statement sent so far (PostgreSQL pipelines them)."""
+        if self._pipeline is not None:
+            self._pipeline.sync()
 
     def _sql(self, sql: str) -> str:
         if self.dialect == "sqlite":
@@ -126,6 +132,7 @@ class CheckpointStore(abc.ABC):
         Raises :class:`CheckpointConflictError` when a row is not at ``expected``:
         another process got there first, and this transaction must be rolled back.
         """
+        cursors = []
         for (topic, partition), (expected, new) in moves.items():
             if expected is None:
                 cur = tx.execute(
@@ -139,6 +146,9 @@ class CheckpointStore(abc.ABC):
                     "topic = ? AND partition = ? AND next_offset = ?",
                     (new, projection, topic, partition, expected),
                 )
+            cursors.append((topic, partition, expected, cur))
+        tx.sync()
+        for topic, partition, expected, cur in cursors:
             if cur.rowcount != 1:
                 raise CheckpointConflictError(
                     f"{projection}: {topic}[{partition}] is no longer at offset {expected} in "
@@ -226,8 +236,10 @@ class PostgresCheckpointStore(CheckpointStore):
 
     @contextlib.contextmanager
     def transaction(self) -> Iterator[Tx]:
-        with self.conn.transaction():
-            yield Tx(self.conn, "postgresql")
+        # Pipeline mode: a batch's statements go out without waiting for each reply, so
+        # a read model costs a round trip per batch rather than one per statement.
+        with self.conn.transaction(), self.conn.pipeline() as pipeline:
+            yield Tx(self.conn, "postgresql", pipeline)
 
     def close(self) -> None:
         self.conn.close()
