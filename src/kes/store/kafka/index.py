@@ -13,21 +13,35 @@ import threading
 from array import array
 from collections import OrderedDict
 from pathlib import Path
+from typing import TypeAlias
 
 import msgspec
 
 log = logging.getLogger("kes.index")
 
-_FORMAT = 1
+_FORMAT = 2
 
 
 class _Saved(msgspec.Struct):
+    """On disk: the ids in one list, their event counts and all offsets in two arrays."""
+
     format: int
     topic: str
     partition: int
     next_offset: int
-    streams: dict[str, bytes]
+    ids: list[str]
+    counts: bytes  # array('q'): events per id
+    offsets: bytes  # array('q'): every id's offsets, one id after the other
     topic_id: str = ""
+
+
+# A stream of one event (the most common case) is stored as its bare offset: an int
+# takes a fraction of an array's memory. Longer streams hold an array('q') of offsets.
+_Offsets: TypeAlias = "int | array[int]"
+
+
+def _as_list(entry: _Offsets) -> list[int]:
+    return [entry] if isinstance(entry, int) else entry.tolist()
 
 
 class PartitionIndex:
@@ -39,32 +53,38 @@ class PartitionIndex:
         self.partition = partition
         self.next_offset = 0
         self.lock = threading.Lock()
-        self._streams: dict[str, array[int]] = {}
+        self._streams: dict[str, _Offsets] = {}
         self.events_since_save = 0
 
     def __len__(self) -> int:
         return len(self._streams)
 
     def version(self, aggregate_id: str) -> int:
-        offsets = self._streams.get(aggregate_id)
-        return 0 if offsets is None else len(offsets)
+        entry = self._streams.get(aggregate_id)
+        if entry is None:
+            return 0
+        return 1 if isinstance(entry, int) else len(entry)
 
     def offsets(self, aggregate_id: str, from_version: int, to_version: int | None) -> list[int]:
         with self.lock:
-            offsets = self._streams.get(aggregate_id)
-            if offsets is None:
+            entry = self._streams.get(aggregate_id)
+            if entry is None:
                 return []
-            end = len(offsets) if to_version is None else min(to_version, len(offsets))
-            return offsets[from_version - 1 : end].tolist()
+            offsets = _as_list(entry)
+        end = len(offsets) if to_version is None else min(to_version, len(offsets))
+        return offsets[from_version - 1 : end]
 
     def record(self, aggregate_id: str, version: int, offset: int) -> None:
         """Add one event read from or written to the log (caller holds ``lock``)."""
-        offsets = self._streams.get(aggregate_id)
-        if offsets is None:
-            offsets = self._streams[aggregate_id] = array("q")
-        have = len(offsets)
+        entry = self._streams.get(aggregate_id)
+        have = 0 if entry is None else (1 if isinstance(entry, int) else len(entry))
         if version == have + 1:
-            offsets.append(offset)
+            if entry is None:
+                self._streams[aggregate_id] = offset
+            elif isinstance(entry, int):
+                self._streams[aggregate_id] = array("q", (entry, offset))
+            else:
+                entry.append(offset)
             self.events_since_save += 1
         elif version > have + 1:
             # Only a writer outside kes can leave a gap; keep the log's order and say so.
@@ -77,7 +97,9 @@ class PartitionIndex:
                 version,
                 offset,
             )
-            offsets.extend([offset] * (version - have))
+            filled = array("q", [] if entry is None else _as_list(entry))
+            filled.extend([offset] * (version - have))
+            self._streams[aggregate_id] = filled
         # version <= have: already indexed (a re-read after restart); nothing to do.
         if offset >= self.next_offset:
             self.next_offset = offset + 1
@@ -89,13 +111,26 @@ class PartitionIndex:
     # ---- persistence ----------------------------------------------------------
 
     def save(self, path: Path) -> None:
+        ids: list[str] = []
+        counts = array("q")
+        offsets = array("q")
         with self.lock:
+            for key, entry in self._streams.items():
+                ids.append(key)
+                if isinstance(entry, int):
+                    counts.append(1)
+                    offsets.append(entry)
+                else:
+                    counts.append(len(entry))
+                    offsets.extend(entry)
             saved = _Saved(
                 _FORMAT,
                 self.topic,
                 self.partition,
                 self.next_offset,
-                {k: v.tobytes() for k, v in self._streams.items()},
+                ids,
+                counts.tobytes(),
+                offsets.tobytes(),
                 self.topic_id,
             )
             self.events_since_save = 0
@@ -125,10 +160,18 @@ class PartitionIndex:
         if topic_id and saved.topic_id and saved.topic_id != topic_id:
             log.warning("%s was saved for an earlier topic %s; rebuilding", path, topic)
             return index
-        for key, raw in saved.streams.items():
-            offsets = array("q")
-            offsets.frombytes(raw)
-            index._streams[key] = offsets
+        counts = array("q")
+        counts.frombytes(saved.counts)
+        offsets = array("q")
+        offsets.frombytes(saved.offsets)
+        if len(counts) != len(saved.ids) or sum(counts) != len(offsets):
+            log.warning("ignoring inconsistent index %s; rebuilding from the log", path)
+            return index
+        streams = index._streams
+        at = 0
+        for key, n in zip(saved.ids, counts, strict=True):
+            streams[key] = offsets[at] if n == 1 else offsets[at : at + n]
+            at += n
         index.next_offset = saved.next_offset
         return index
 
