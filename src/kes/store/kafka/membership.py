@@ -74,7 +74,9 @@ class WriterGroupMember:
                 "session.timeout.ms": self.config.session_timeout_ms,
                 "heartbeat.interval.ms": max(500, self.config.session_timeout_ms // 5),
                 "enable.auto.commit": True,
-                "auto.offset.reset": "latest",
+                # A new group still serves requests sent while it formed; expired ones
+                # are dropped by their deadline.
+                "auto.offset.reset": "earliest",
                 "isolation.level": "read_committed",
                 "fetch.wait.max.ms": 5,
             }
@@ -88,13 +90,16 @@ class WriterGroupMember:
         )
         try:
             while not self._stop.is_set():
-                for msg in drain(consumer, 200, 0.05):
-                    if msg.error() is None:
-                        self._handle_request(msg)
-                self.store.producer.poll(0)
-                self._retry_failed(consumer)
-        except Exception:
-            log.exception("%s: writer group loop failed", self.aggregate_type)
+                try:
+                    for msg in drain(consumer, 200, 0.05):
+                        if msg.error() is None:
+                            self._handle_request(msg)
+                    self.store.producer.poll(0)
+                    self._retry_failed(consumer)
+                except Exception:
+                    # Leaving the loop would silently give up ownership: log and go on.
+                    log.exception("%s: writer group loop error", self.aggregate_type)
+                    time.sleep(0.5)
         finally:
             with contextlib.suppress(KafkaException):
                 consumer.close()  # leaves the group: revokes (and saves) our partitions
