@@ -286,7 +286,10 @@ class PartitionWriter:
                             else StoreUnavailableError(f"append failed: {exc!r}")
                         )
             if self.index.events_since_save >= self.config.index_checkpoint_every:
-                self.index.save(self.index_file)
+                try:
+                    self.index.save(self.index_file)
+                except OSError as exc:  # the index is a cache: serving goes on without it
+                    log.warning("could not save index %s: %s", self.index_file, exc)
 
     def _commit_batch(self, batch: list[AppendRequest]) -> None:
         now = time.time()
