@@ -362,7 +362,11 @@ class PartitionWriter:
         return out
 
     def _refuse(self, req: AppendRequest, actual: int, pending_in_batch: bool) -> None:
-        result = None if pending_in_batch else self._idempotent_retry(req, actual)
+        try:
+            result = None if pending_in_batch else self._idempotent_retry(req, actual)
+        except KesError as exc:  # the check could not read the log: this request only
+            req.future.set_exception(exc)
+            return
         if result is not None:
             req.future.set_result(result)
         else:
