@@ -6,7 +6,7 @@ PYTHON ?= python3
 KES_PORT ?= 9092
 export KES_BOOTSTRAP_SERVERS ?= 127.0.0.1:$(KES_PORT)
 
-.PHONY: help venv provision broker postgres stop stop-all lint test test-fast demo bench clean
+.PHONY: help venv provision broker postgres stop stop-all lint test test-fast demo bench bench-quick clean
 
 help: ## list the targets
 	@grep -E '^[a-z-]+:.*## ' Makefile | sed 's/:.*## /\t/'
@@ -51,8 +51,13 @@ test-fast: venv ## the tests that need no Kafka
 demo: broker ## run the users example against the local broker
 	$(BIN)/python -m examples.users.demo
 
-bench: broker ## run the benchmarks (see benchmarks/README.md)
+bench: broker ## full benchmark run (< 30 min) -> benchmarks/RESULTS.md
+	$(BIN)/pip install -q -e '.[bench]'
 	$(BIN)/python -m benchmarks
+
+bench-quick: broker ## every workload, small sizes (< 3 min)
+	$(BIN)/pip install -q -e '.[bench]'
+	$(BIN)/python -m benchmarks --quick
 
 clean: stop-all ## remove the venv and local broker data
 	rm -rf $(VENV) .kes

@@ -144,7 +144,8 @@ class PartitionWriter:
 
     def catch_up(self) -> int:
         """Index every committed record from ``next_offset`` to the end; returns the count."""
-        consumer = Consumer(self.config.reader())
+        # Up to 8 partitions catch up at once: a smaller prefetch each bounds the memory.
+        consumer = Consumer(self.config.reader(**{"queued.max.messages.kbytes": 16384}))
         try:
             tp = TopicPartition(self.topic, self.partition)
             low, high = consumer.get_watermark_offsets(tp, timeout=10, cached=False)

@@ -1,0 +1,126 @@
+"""The state of one benchmark run: settings, Kafka configs, and the measures taken."""
+
+from __future__ import annotations
+
+import logging
+import shutil
+import time
+import uuid
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Any
+
+from benchmarks.common import Stat
+
+log = logging.getLogger("benchmarks")
+
+DURABILITY = {"acks": "all", "enable.idempotence": True}
+
+
+@dataclass
+class Measure:
+    """One measured quantity: the median (min-max) of ``runs`` runs, with its parameters."""
+
+    workload: str
+    name: str
+    unit: str
+    value: Stat
+    params: dict[str, Any] = field(default_factory=dict)
+    extra: dict[str, Any] = field(default_factory=dict)
+
+    def label(self) -> str:
+        ps = ", ".join(f"{k}={v}" for k, v in self.params.items())
+        return f"{self.name} ({ps})" if ps else self.name
+
+    def to_json(self) -> dict[str, Any]:
+        return asdict(self)
+
+
+@dataclass
+class Bench:
+    """Settings shared by every workload, and what they measured."""
+
+    bootstrap: str
+    quick: bool = False
+    runs: int = 3
+    partitions: int = 12
+    nodes: int = 1
+    replication_factor: int = 1
+    postgres_dsn: str | None = None
+    measures: list[Measure] = field(default_factory=list)
+    notes: list[str] = field(default_factory=list)
+    timings: dict[str, float] = field(default_factory=dict)
+    tag: str = field(default_factory=lambda: uuid.uuid4().hex[:6])
+    scratch: Path = field(default_factory=lambda: Path(f"/tmp/kes-bench-{uuid.uuid4().hex[:6]}"))
+
+    def add(
+        self,
+        workload: str,
+        name: str,
+        unit: str,
+        runs: list[float] | Stat,
+        params: dict[str, Any] | None = None,
+        **extra: Any,
+    ) -> Measure:
+        value = runs if isinstance(runs, Stat) else Stat.of(runs)
+        m = Measure(workload, name, unit, value, dict(params or {}), extra)
+        self.measures.append(m)
+        log.info("%s: %s = %s %s", workload, m.label(), value.fmt(), unit)
+        return m
+
+    def find(self, workload: str, name: str, **params: Any) -> Measure | None:
+        for m in self.measures:
+            if (
+                m.workload == workload
+                and m.name == name
+                and all(m.params.get(k) == v for k, v in params.items())
+            ):
+                return m
+        return None
+
+    def note(self, text: str) -> None:
+        log.info("note: %s", text)
+        self.notes.append(text)
+
+    def config(self, name: str, **overrides: Any) -> Any:
+        """A KafkaConfig with topics, groups and index files of its own."""
+        from kes.store.kafka import KafkaConfig
+
+        prefix = f"bench{self.tag}.{name}."
+        values: dict[str, Any] = {
+            "bootstrap_servers": self.bootstrap,
+            "topic_prefix": prefix,
+            "group_prefix": prefix + "writers.",
+            "index_dir": str(self.scratch / name / "index"),
+            "partitions": self.partitions,
+        }
+        values.update(overrides)
+        return KafkaConfig(**values)
+
+    def broker_settings(self) -> dict[str, Any]:
+        return {
+            "bootstrap_servers": self.bootstrap,
+            "nodes": self.nodes,
+            "replication_factor": self.replication_factor,
+            "min_insync_replicas": max(1, self.replication_factor - 1),
+            "acks": "all",
+            "enable_idempotence": True,
+            "kes_writes": "transactional (one transactional.id per partition), read_committed",
+            "partitions": self.partitions,
+        }
+
+    def cleanup(self) -> None:
+        shutil.rmtree(self.scratch, ignore_errors=True)
+
+
+class Deadline:
+    """A time budget: ``left()`` seconds remain; ``over()`` when it is spent."""
+
+    def __init__(self, seconds: float) -> None:
+        self.end = time.monotonic() + seconds
+
+    def left(self) -> float:
+        return self.end - time.monotonic()
+
+    def over(self) -> bool:
+        return self.left() <= 0

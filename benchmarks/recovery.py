@@ -1,0 +1,240 @@
+"""Workload 4, recovery: writer restart time vs index size (cold: index rebuilt from the
+log; warm: saved index, caught up from its checkpoint), the peak RSS of a writer process
+owning N aggregates, and failover time after ``kill -9`` of an owner.
+
+Writers run in child processes (``python -m benchmarks.recovery own ...``), so that RSS is that
+of a writer alone; start time runs from creating the store to owning every partition
+(group join, fencing, index load or rebuild, catch-up). The log of N aggregates
+(one event each) is written with a raw producer, in kes's wire format, to save time.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import shutil
+import signal
+import subprocess
+import sys
+import time
+import uuid
+from pathlib import Path
+from typing import Any
+
+from confluent_kafka import Producer
+
+from benchmarks.baselines import new_event
+from benchmarks.common import ROOT, peak_rss_mib
+from benchmarks.harness import DURABILITY, Bench
+from kes import StoreUnavailableError
+from kes.envelope import encode, headers, to_envelope
+from kes.partitioning import partition_for
+from kes.store.kafka import KafkaConfig, KafkaEventStore
+from kes.store.kafka.topics import Topics
+
+AGGREGATE = "BenchRecovery"
+
+
+def fill_log(config: KafkaConfig, aggregates: int) -> float:
+    """``aggregates`` one-event streams in the event topic; seconds taken."""
+    info = Topics(config).ensure_event_topic(AGGREGATE)
+    producer = Producer(
+        {
+            "bootstrap.servers": config.bootstrap_servers,
+            **DURABILITY,
+            "linger.ms": 20,
+            "batch.size": 1_000_000,
+            "compression.type": "lz4",
+        }
+    )
+    started = time.perf_counter()
+    ev = new_event(100)
+    for a in range(aggregates):
+        agg = f"{uuid.UUID(int=a)}"
+        env = to_envelope(AGGREGATE, agg, 1, ev)
+        p = partition_for(agg, info.partitions)
+        while True:
+            try:
+                producer.produce(info.name, encode(env), agg, partition=p, headers=headers(env))
+                break
+            except BufferError:
+                producer.poll(0.01)
+        if a % 1000 == 0:
+            producer.poll(0)
+    producer.flush(300)
+    return time.perf_counter() - started
+
+
+def child_args(config: KafkaConfig) -> list[str]:
+    return [
+        "--bootstrap",
+        config.bootstrap_servers,
+        "--prefix",
+        config.topic_prefix,
+        "--index-dir",
+        config.index_dir,
+        "--partitions",
+        str(config.partitions),
+    ]
+
+
+def run_child(config: KafkaConfig) -> dict[str, Any]:
+    cmd = [sys.executable, "-m", "benchmarks.recovery", "own", *child_args(config)]
+    proc = subprocess.run(cmd, capture_output=True, text=True, cwd=ROOT, timeout=600, check=False)
+    for line in reversed(proc.stdout.splitlines()):
+        if line.startswith("{"):
+            result: dict[str, Any] = json.loads(line)
+            return result
+    raise RuntimeError(f"recovery child failed (exit {proc.returncode}): {proc.stderr[-800:]}")
+
+
+def restart(bench: Bench, sizes: list[int]) -> None:
+    for n in sizes:
+        config = bench.config(f"recovery{n}")
+        took = fill_log(config, n)
+        bench.note(f"recovery: {n:,} one-event aggregates written raw in {took:.1f}s")
+        cold, warm = [], []
+        for _ in range(bench.runs):
+            shutil.rmtree(config.index_dir, ignore_errors=True)
+            cold.append(run_child(config))
+        for _ in range(bench.runs):
+            warm.append(run_child(config))  # the previous run saved the index on close
+        params = {"aggregates": n}
+        bench.add(
+            "recovery",
+            "writer start, index rebuilt from the log (cold)",
+            "s",
+            [r["ready_s"] for r in cold],
+            params,
+        )
+        bench.add(
+            "recovery",
+            "writer restart, saved index (warm)",
+            "s",
+            [r["ready_s"] for r in warm],
+            params,
+        )
+        bench.add(
+            "recovery",
+            "writer peak RSS",
+            "MiB",
+            [r["peak_rss_mib"] for r in cold + warm],
+            params,
+            indexed_aggregates=[r["aggregates"] for r in cold],
+        )
+
+
+def failover(bench: Bench, runs: int) -> None:
+    """Owner A (child) and B (here) split the partitions; kill -9 A; time until B's
+    append to one of A's partitions succeeds (session timeout + fencing + catch-up)."""
+    times: list[float] = []
+    for r in range(runs):
+        config = bench.config(f"failover{r}")
+        Topics(config).ensure_event_topic(AGGREGATE)
+        cmd = [sys.executable, "-m", "benchmarks.recovery", "own", "--hold", *child_args(config)]
+        child = subprocess.Popen(cmd, stdout=subprocess.PIPE, text=True, cwd=ROOT)
+        try:
+            assert child.stdout is not None
+            child.stdout.readline()  # ready: owns every partition
+            b_config = bench.config(
+                f"failover{r}", request_timeout_s=1.0, index_dir=str(bench.scratch / f"fo{r}b")
+            )
+            with KafkaEventStore(b_config) as b:
+                deadline = time.monotonic() + 60
+                owned: list[int] = []
+                while time.monotonic() < deadline:
+                    owned = b.owned_partitions(AGGREGATE)
+                    if len(owned) >= config.partitions // 2:
+                        break
+                    time.sleep(0.1)
+                agg = next(
+                    f"fo-{i}"
+                    for i in range(10_000)
+                    if partition_for(f"fo-{i}", config.partitions) not in owned
+                )
+                version = b.append(AGGREGATE, agg, [new_event(100)], 0).version  # forwarded to A
+                os.kill(child.pid, signal.SIGKILL)
+                killed = time.perf_counter()
+                while True:
+                    try:
+                        b.append(AGGREGATE, agg, [new_event(100)], version)
+                        break
+                    except StoreUnavailableError:
+                        if time.perf_counter() - killed > 120:
+                            raise
+                times.append(time.perf_counter() - killed)
+        finally:
+            if child.poll() is None:
+                child.kill()
+            child.wait()
+    bench.add(
+        "recovery",
+        "failover after kill -9 of an owner",
+        "s",
+        times,
+        {"session_timeout_ms": KafkaConfig().session_timeout_ms},
+    )
+
+
+def run(bench: Bench) -> None:
+    sizes = [100_000] if bench.quick else [10_000, 100_000, 1_000_000]
+    restart(bench, sizes)
+    failover(bench, 1 if bench.quick else bench.runs)
+    if bench.quick:
+        bench.note("recovery: --quick runs failover once (each run waits a session timeout)")
+
+
+# ---- the child process ------------------------------------------------------------
+
+
+def own(args: argparse.Namespace) -> None:
+    config = KafkaConfig(
+        bootstrap_servers=args.bootstrap,
+        topic_prefix=args.prefix,
+        group_prefix=args.prefix + "writers.",
+        index_dir=args.index_dir,
+        partitions=args.partitions,
+    )
+    store = KafkaEventStore(config)
+    t = time.perf_counter()
+    deadline = time.monotonic() + 300
+    while len(store.owned_partitions(AGGREGATE)) < args.partitions:
+        if time.monotonic() > deadline:
+            raise SystemExit("did not own every partition within 300 s")
+        time.sleep(0.02)
+    ready = time.perf_counter() - t
+    member = store.member(AGGREGATE)
+    aggregates = sum(len(w.index) for w in member.writers.values())
+    print(
+        json.dumps(
+            {
+                "ready_s": ready,
+                "aggregates": aggregates,
+                "peak_rss_mib": peak_rss_mib(),
+            }
+        ),
+        flush=True,
+    )
+    if args.hold:
+        while True:
+            time.sleep(1)
+    store.close()
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(prog="python -m benchmarks.recovery")
+    sub = ap.add_subparsers(dest="cmd", required=True)
+    o = sub.add_parser("own", help="(internal) own every partition, print JSON, exit or hold")
+    o.add_argument("--bootstrap", required=True)
+    o.add_argument("--prefix", required=True)
+    o.add_argument("--index-dir", required=True)
+    o.add_argument("--partitions", type=int, default=12)
+    o.add_argument("--hold", action="store_true")
+    args = ap.parse_args()
+    Path(args.index_dir).mkdir(parents=True, exist_ok=True)
+    own(args)
+
+
+if __name__ == "__main__":
+    main()
