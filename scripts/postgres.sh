@@ -9,8 +9,9 @@ set -euo pipefail
 
 # Outside the checkout: the postgres user must reach it, and a checkout under /root
 # (mode 700) would not let it.
-DATA="${KES_PG_DIR:-/var/tmp/kes-postgres-${KES_PG_PORT:-55432}}"
-PORT="${KES_PG_PORT:-55432}"
+DATA="${KES_PG_DIR:-/var/tmp/kes-postgres-${KES_PG_PORT:-15432}}"
+# Below Linux's ephemeral port range, so no client connection can be holding it.
+PORT="${KES_PG_PORT:-15432}"
 DSN="postgresql://postgres@127.0.0.1:${PORT}/postgres"
 
 log() { echo "postgres.sh: $*" >&2; }

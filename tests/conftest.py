@@ -14,8 +14,9 @@ from kes.broker import LocalCluster
 from kes.store.kafka import KafkaConfig, KafkaEventStore
 
 ROOT = Path(__file__).resolve().parent.parent
-TEST_BROKER_PORT = int(os.environ.get("KES_TEST_BROKER_PORT", "39092"))
-TEST_CLUSTER_PORT = int(os.environ.get("KES_TEST_CLUSTER_PORT", "39300"))
+# Below Linux's ephemeral range (32768-60999): a client connection can never hold them.
+TEST_BROKER_PORT = int(os.environ.get("KES_TEST_BROKER_PORT", "19092"))
+TEST_CLUSTER_PORT = int(os.environ.get("KES_TEST_CLUSTER_PORT", "19300"))
 
 
 def _start(data_dir: Path, nodes: int, port: int) -> tuple[LocalCluster, bool]:
