@@ -65,7 +65,7 @@ class MemoryEventStore(EventStore):
             log.extend(recorded)
             for r in recorded:
                 self._ids[r.event_id] = (aggregate_type, aggregate_id, r.version)
-            self._streams[(aggregate_type, aggregate_id)] = stream + recorded
+            self._streams.setdefault((aggregate_type, aggregate_id), []).extend(recorded)
             self._lock.notify_all()
             return AppendResult(actual + len(events), [r.position for r in recorded])
 
