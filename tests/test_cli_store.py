@@ -59,6 +59,26 @@ def test_events_read_prints_one_aggregate_in_version_order(filled: KafkaConfig) 
     assert "EmailChanged" in table
 
 
+def test_events_read_by_scan_needs_no_writer_and_agrees(filled: KafkaConfig) -> None:
+    asked = json.loads(run("events", "read", "User", "abc123", "--json", *common(filled)))
+    scanned = json.loads(
+        run("events", "read", "User", "abc123", "--scan", "--json", *common(filled))
+    )
+    assert scanned == asked
+    later = run(
+        "events",
+        "read",
+        "User",
+        "abc123",
+        "--scan",
+        "--from-version",
+        "2",
+        "--json",
+        *common(filled),
+    )
+    assert [e["version"] for e in json.loads(later)] == [2]
+
+
 def test_events_tail_from_beginning_prints_json_lines(filled: KafkaConfig) -> None:
     out = run("events", "tail", "User", "--from-beginning", "--limit", "3", *common(filled))
     lines = [json.loads(line) for line in out.splitlines()]

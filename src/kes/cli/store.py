@@ -103,6 +103,12 @@ def _print_events(evs: list[RecordedEvent], as_json: bool, title: str) -> None:
     show_default=True,
     help="Seconds to wait for the owning writer to answer.",
 )
+@click.option(
+    "--scan",
+    is_flag=True,
+    help="Read the aggregate's whole partition instead of asking a writer (works with no "
+    "writer running; slow on big partitions).",
+)
 @bootstrap_option
 @prefix_option
 @json_option
@@ -112,6 +118,7 @@ def read_events(
     from_version: int,
     to_version: int | None,
     timeout: float,
+    scan: bool,
     bootstrap_servers: str,
     topic_prefix: str,
     as_json: bool,
@@ -119,7 +126,10 @@ def read_events(
     """Print one aggregate's events (asks the writer that owns it for their offsets)."""
     config = kafka_config(bootstrap_servers, topic_prefix, request_timeout_s=timeout)
     with KafkaEventStore(config, role="client") as store:
-        evs = store.read_stream(aggregate_type, aggregate_id, from_version, to_version)
+        if scan:
+            evs = store.scan_stream(aggregate_type, aggregate_id, from_version, to_version)
+        else:
+            evs = store.read_stream(aggregate_type, aggregate_id, from_version, to_version)
     _print_events(evs, as_json, f"{aggregate_type} {aggregate_id}")
 
 

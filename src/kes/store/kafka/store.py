@@ -8,7 +8,7 @@ import time
 from collections.abc import Iterator, Mapping, Sequence
 from typing import Literal
 
-from confluent_kafka import Message, Producer
+from confluent_kafka import OFFSET_END, Message, Producer
 
 from kes.envelope import NewEvent, Position, RecordedEvent, encode, to_envelope
 from kes.errors import NotOwnerError, StoreUnavailableError
@@ -182,6 +182,32 @@ class KafkaEventStore(EventStore):
         m, p, _, offsets = self._locate(aggregate_type, aggregate_id, from_version, to_version)
         return [to_recorded(msg) for msg in self.reader.fetch(m.topic, p, offsets)]
 
+    def scan_stream(
+        self,
+        aggregate_type: str,
+        aggregate_id: str,
+        from_version: int = 1,
+        to_version: int | None = None,
+    ) -> list[RecordedEvent]:
+        """:meth:`read_stream` without asking a writer: reads the aggregate's whole
+        partition. For operators when no writer runs; slow on big partitions."""
+        check_aggregate(aggregate_type, aggregate_id)
+        check_read(from_version, to_version)
+        info = self.topics.describe(self.config.topic(aggregate_type))
+        if info is None:
+            return []
+        p = partition_for(aggregate_id, info.partitions)
+        key = aggregate_id.encode()
+        last = to_version if to_version is not None else float("inf")
+        out = []
+        for msg in scan(self.config, info.name, info.partitions, _only(p, info.partitions)):
+            if msg.partition() != p or msg.key() != key:
+                continue
+            event = _recorded_or_none(msg)
+            if event is not None and from_version <= event.version <= last:
+                out.append(event)
+        return out
+
     def stream_version(self, aggregate_type: str, aggregate_id: str) -> int:
         check_aggregate(aggregate_type, aggregate_id)
         _, _, version, _ = self._locate(aggregate_type, aggregate_id, 1, 0)
@@ -223,6 +249,11 @@ class KafkaEventStore(EventStore):
         self.router.close()
         self.producer.flush(10)
         self.reader.close()
+
+
+def _only(partition: int, partitions: int) -> dict[int, int]:
+    """Start positions that read ``partition`` from its beginning and skip the others."""
+    return {p: (0 if p == partition else OFFSET_END) for p in range(partitions)}
 
 
 def _recorded_or_none(msg: Message) -> RecordedEvent | None:
