@@ -272,11 +272,10 @@ class Application:
         )
 
     def close(self) -> None:
-        """Close the event store and the snapshot store (if it has a ``close``)."""
-        close_snapshots = getattr(self.snapshots, "close", None)
+        """Close the snapshot store and the event store."""
         try:
-            if callable(close_snapshots):
-                close_snapshots()
+            if self.snapshots is not None:
+                self.snapshots.close()
         finally:
             self.store.close()
 

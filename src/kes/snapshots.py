@@ -56,6 +56,9 @@ class SnapshotStore(ABC):
     def delete(self, aggregate_type: str, aggregate_id: str) -> None:
         """Forget the aggregate's snapshot (a tombstone on Kafka)."""
 
+    def close(self) -> None:  # noqa: B027 - optional hook
+        """Release connections and threads (nothing to release by default)."""
+
 
 class MemorySnapshotStore(SnapshotStore):
     """Holds encoded snapshots in a dict: what is read back went through JSON, as on Kafka."""
