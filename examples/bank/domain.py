@@ -54,6 +54,18 @@ class Account(Aggregate, id_field="account_id"):
             )
         self._withdrawn(amount, transaction_id)
 
+    def try_withdraw(self, amount: Decimal, transaction_id: str | None = None) -> bool:
+        """Like :meth:`withdraw`, but a withdrawal beyond the overdraft limit is recorded
+        (``WithdrawalRefused``, which risk monitoring counts) instead of raised."""
+        if self._seen(transaction_id):
+            return True
+        self._check(amount)
+        if self.balance - amount < -self.overdraft_limit:
+            self._refused(amount, self.balance)
+            return False
+        self._withdrawn(amount, transaction_id)
+        return True
+
     def close(self) -> None:
         """Close the account; it must be empty."""
         if self.open:
@@ -81,6 +93,10 @@ class Account(Aggregate, id_field="account_id"):
         self.balance -= amount
         if transaction_id is not None:
             self.transactions.add(transaction_id)
+
+    @event("WithdrawalRefused")
+    def _refused(self, amount: Decimal, balance: Decimal) -> None:
+        pass
 
     @event("AccountClosed")
     def _closed(self) -> None:

@@ -378,6 +378,17 @@ class Aggregate:
         return agg
 
     @classmethod
+    def upcast(
+        cls, event_type: str, schema_version: int, payload: dict[str, Any]
+    ) -> tuple[dict[str, Any], int]:
+        """Bring a payload written at ``schema_version`` up to this class's version of
+        ``event_type``; returns (payload, version). Unknown event types pass unchanged."""
+        spec = cls._kes_events.get(event_type)
+        if spec is None or schema_version == spec.schema_version:
+            return payload, schema_version
+        return cls._kes_upcast(spec, schema_version, payload), spec.schema_version
+
+    @classmethod
     def _kes_upcast(cls, spec: _EventSpec, version: int, payload: dict[str, Any]) -> dict[str, Any]:
         if version > spec.schema_version:
             raise UnknownEventError(

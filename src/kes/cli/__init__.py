@@ -9,6 +9,7 @@ from kes.cli.dlq import dlq
 from kes.cli.project import project
 from kes.cli.schemas import schemas
 from kes.cli.store import events, index, topics
+from kes.cli.stream import stream
 from kes.errors import KesError
 
 
@@ -25,6 +26,7 @@ cli.add_command(index)
 cli.add_command(schemas)
 cli.add_command(project)
 cli.add_command(dlq)
+cli.add_command(stream)
 
 
 def main() -> None:

@@ -22,6 +22,7 @@ from rich.table import Table
 
 from kes.cli.options import bootstrap_option, json_option, kafka_config, prefix_option
 from kes.projections.admin import (
+    GroupStatus,
     group_status,
     load_projection,
     rewind,
@@ -206,7 +207,11 @@ def status(
     if as_json:
         click.echo(json.dumps(st.as_dict(), indent=2))
         return
-    console = Console()
+    print_group(Console(), st)
+
+
+def print_group(console: Console, st: GroupStatus) -> None:
+    """A consumer group's positions and lag as a table."""
     console.print(
         f"group [bold]{st.group}[/] state {st.state}, {st.members} member(s), "
         f"positions from {st.source}, total lag {st.total_lag:,}"

@@ -1,0 +1,100 @@
+"""``kes stream``: run and inspect stream-processing pipelines (Quix Streams)."""
+
+from __future__ import annotations
+
+import json
+import logging
+from types import ModuleType
+
+import click
+from rich.console import Console
+
+from kes.cli.options import bootstrap_option, json_option, kafka_config, prefix_option
+from kes.cli.project import print_group
+from kes.errors import KesError
+
+
+def _runner() -> ModuleType:
+    """kes.streams needs the optional Quix Streams; say how to get it when it is missing."""
+    try:
+        from kes.streams import runner
+    except ImportError as exc:
+        raise KesError(
+            f"kes stream needs Quix Streams ({exc}); install it with pip install 'kes[streams]'."
+        ) from exc
+    return runner
+
+
+state_dir_option = click.option(
+    "--state-dir",
+    envvar="KES_STREAM_STATE_DIR",
+    default=".kes/streams",
+    show_default=True,
+    help="Local RocksDB state (a cache: deleting it is safe, it is rebuilt from the "
+    "changelog topics). Env KES_STREAM_STATE_DIR.",
+)
+
+
+@click.group()
+def stream() -> None:
+    """Windows, joins and aggregations over event topics, exactly once (Quix Streams)."""
+
+
+@stream.command()
+@click.argument("spec")
+@click.option("--processes", "-n", default=1, show_default=True, help="Group members to run.")
+@state_dir_option
+@click.option("--verbose", "-v", is_flag=True, help="Log what Quix Streams does (INFO).")
+@bootstrap_option
+@prefix_option
+def run(
+    spec: str,
+    processes: int,
+    state_dir: str,
+    verbose: bool,
+    bootstrap_servers: str,
+    topic_prefix: str,
+) -> None:
+    """Run the pipeline SPEC (MODULE:NAME, a kes.streams.Pipeline) until interrupted.
+
+    Example: kes stream run examples.bank.streams:monitoring -n 2
+    """
+    level = "INFO" if verbose else "WARNING"
+    logging.basicConfig(level=level, format="%(asctime)s %(name)s %(message)s")
+    config = kafka_config(bootstrap_servers, topic_prefix)
+    if processes < 1:
+        raise click.BadParameter(f"must be >= 1, got {processes}", param_hint="--processes")
+    if processes > 1:
+        raise SystemExit(_runner().run_processes(spec, config, processes, state_dir, level))
+    pipeline = _runner().load_pipeline(spec)
+    click.echo(
+        f"{pipeline.name}: group {pipeline.group}, dead letters to "
+        f"{pipeline.dead_letter_topic}, late records to {pipeline.late_topic}",
+        err=True,
+    )
+    streams = pipeline.application(
+        config, state_dir=_runner().member_state_dir(state_dir, pipeline, 0), loglevel=level
+    )
+    streams.app.run()
+
+
+@stream.command()
+@click.argument("spec")
+@json_option
+@bootstrap_option
+@prefix_option
+def status(spec: str, as_json: bool, bootstrap_servers: str, topic_prefix: str) -> None:
+    """Lag per source partition of the pipeline SPEC (MODULE:NAME), its members, and
+    how many records it reported late or parked as dead letters."""
+    config = kafka_config(bootstrap_servers, topic_prefix)
+    r = _runner()
+    st = r.pipeline_status(config, r.load_pipeline(spec))
+    if as_json:
+        click.echo(json.dumps(st.as_dict(), indent=2))
+        return
+    console = Console()
+    console.print(
+        f"pipeline [bold]{st.pipeline}[/]: {st.late_records:,} late record(s), "
+        f"{st.dead_letters:,} dead letter(s)"
+    )
+    print_group(console, st.group)

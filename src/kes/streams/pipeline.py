@@ -1,0 +1,439 @@
+"""Pipelines: continuous, exactly-once computations over kes event topics.
+
+kes does not run a stream engine of its own: a :class:`Pipeline` is a Quix Streams
+application (RocksDB state backed by changelog topics, event-time windows, joins,
+Kafka transactions) set up the way an event store needs it, and :class:`Streams`
+gives the build function kes-aware pieces:
+
+* ``events(Account, "MoneyDeposited")`` - an aggregate topic as a stream of
+  :class:`~kes.streams.source.StreamEvent`, read_committed, upcast, timed by the
+  envelope; unreadable records are parked in ``kes.dlq.<pipeline>``;
+* ``table(User)`` - the current state per aggregate id, for ``enrich``;
+* ``tumbling_window`` / ``sliding_window`` - Quix windows whose late records are
+  written to ``kes.stream.<pipeline>.late`` instead of vanishing;
+* ``emit`` - results written as kes events (envelope, per-key versions,
+  deterministic ids) to an aggregate topic, which projections and every kes tool read.
+
+Every output (results, dead letters, late records, state changelogs) and the
+consumed offsets commit in one Kafka transaction per checkpoint.
+"""
+
+from __future__ import annotations
+
+import logging
+import re
+import time
+import uuid
+from collections.abc import Callable, Iterable
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+from typing import Any
+
+import msgspec
+from quixstreams import Application, message_context
+from quixstreams.dataframe import StreamingDataFrame
+from quixstreams.dataframe.windows.definitions import (
+    SlidingTimeWindowDefinition,
+    TumblingTimeWindowDefinition,
+)
+from quixstreams.kafka.configuration import ConnectionConfig
+from quixstreams.models import Topic
+from quixstreams.state.base import State
+
+from kes.domain import Aggregate
+from kes.envelope import Envelope, encode, headers
+from kes.errors import InvalidInputError
+from kes.projections import dlq
+from kes.store.kafka.config import KafkaConfig
+from kes.store.kafka.topics import Topics
+from kes.streams.source import (
+    BadRecord,
+    EventDeserializer,
+    JsonSerializer,
+    KeyDeserializer,
+    KeySerializer,
+    RawSerializer,
+    StreamEvent,
+    event_time,
+)
+
+log = logging.getLogger("kes.streams")
+
+GROUP_PREFIX = "kes.stream."
+LATE_SUFFIX = ".late"
+_NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_-]*$")
+_EVENT_IDS = uuid.UUID("6b1f3d1e-4c55-4b9f-9d0e-6e3c2f6a4b10")
+
+Build = Callable[["Streams"], None]
+Fold = Callable[[dict[str, Any] | None, StreamEvent], dict[str, Any] | None]
+
+
+def latest_fields(state: dict[str, Any] | None, event: StreamEvent) -> dict[str, Any]:
+    """The default table fold: every payload field keeps its latest value."""
+    return {**(state or {}), **event["payload"]}
+
+
+class Pipeline:
+    """A named stream-processing job. ``build`` receives a :class:`Streams` and wires
+    sources, steps and outputs; ``kes stream run MODULE:NAME`` runs it.
+
+    ``aggregates`` are the classes whose upcasters apply to what the sources read.
+    """
+
+    def __init__(
+        self,
+        name: str,
+        build: Build,
+        *,
+        aggregates: Iterable[type[Aggregate]] = (),
+        commit_interval_s: float = 1.0,
+    ) -> None:
+        if not _NAME.match(name):
+            raise InvalidInputError(
+                f"pipeline name {name!r} must be letters, digits, '-' or '_' (it names the "
+                "consumer group and topics)."
+            )
+        self.name = name
+        self.build = build
+        self.aggregates = tuple(aggregates)
+        self.commit_interval_s = commit_interval_s
+
+    @property
+    def group(self) -> str:
+        return GROUP_PREFIX + self.name
+
+    @property
+    def late_topic(self) -> str:
+        return GROUP_PREFIX + self.name + LATE_SUFFIX
+
+    @property
+    def dead_letter_topic(self) -> str:
+        return dlq.dlq_topic(self.name)
+
+    def application(
+        self,
+        config: KafkaConfig,
+        *,
+        state_dir: str | Path | None = None,
+        loglevel: str = "WARNING",
+        **quix_options: Any,
+    ) -> Streams:
+        """Set up the Quix application and run ``build`` on it; ``.app.run()`` starts it."""
+        client = {k: v for k, v in config.client.items() if k != "logger"}
+        connection = ConnectionConfig.from_librdkafka_dict(
+            {"bootstrap.servers": config.bootstrap_servers, **client}, ignore_extras=True
+        )
+        options: dict[str, Any] = {
+            "broker_address": connection,
+            "consumer_group": self.group,
+            "auto_offset_reset": "earliest",
+            "processing_guarantee": "exactly-once",
+            "commit_interval": self.commit_interval_s,
+            "state_dir": str(state_dir or Path(".kes") / "streams" / self.name),
+            "loglevel": loglevel,
+            "consumer_extra_config": {
+                **client,
+                "isolation.level": "read_committed",
+                "session.timeout.ms": config.session_timeout_ms,
+                "heartbeat.interval.ms": max(1000, config.session_timeout_ms // 5),
+            },
+            "producer_extra_config": {
+                **client,
+                # kes writes keys with Java's murmur2; joins need the same partition per key.
+                "partitioner": "murmur2_random",
+                # A killed member's open transaction blocks readers of its outputs until it
+                # times out; keep that short.
+                "transaction.timeout.ms": min(config.transaction_timeout_ms, 15_000),
+            },
+        }
+        options.update(quix_options)
+        streams = Streams(self, Application(**options), config)
+        self.build(streams)
+        return streams
+
+    def run(self, config: KafkaConfig, *, state_dir: str | Path | None = None) -> None:
+        """Run until SIGINT/SIGTERM."""
+        self.application(config, state_dir=state_dir).app.run()
+
+    def __repr__(self) -> str:
+        return f"Pipeline({self.name!r})"
+
+
+class Streams:
+    """What a pipeline's build function wires with (``app`` is the Quix Application)."""
+
+    def __init__(self, pipeline: Pipeline, app: Application, config: KafkaConfig) -> None:
+        self.pipeline = pipeline
+        self.app = app
+        self.config = config
+        self.late_records = 0
+        self.dead_letters = 0
+        self._topics = Topics(config)
+        self._sources: dict[str, StreamingDataFrame] = {}
+        self._outputs: dict[str, Topic] = {}
+        self._late: Topic | None = None
+        self._dlq: Topic | None = None
+        self._deserializer = EventDeserializer(pipeline.aggregates)
+
+    # ---- sources ---------------------------------------------------------------------
+
+    def events(self, source: type[Aggregate] | str, *event_types: str) -> StreamingDataFrame:
+        """The events of an aggregate type (a class or its type name), optionally only
+        those of ``event_types``; keyed by aggregate id, timed by the envelope."""
+        aggregate_type = source if isinstance(source, str) else source.aggregate_type
+        sdf = self._source(aggregate_type)
+        if event_types:
+            wanted = frozenset(event_types)
+            sdf = sdf.filter(lambda e: e["eventType"] in wanted)
+        return sdf
+
+    def table(
+        self, source: type[Aggregate] | str, fold: Fold = latest_fields
+    ) -> StreamingDataFrame:
+        """The current state of each aggregate of ``source``, by aggregate id: ``fold``
+        (default: latest value of each payload field) applied to its events in order."""
+        aggregate_type = source if isinstance(source, str) else source.aggregate_type
+        state_key = f"kes.table.{aggregate_type}"
+
+        def current(event: StreamEvent, state: State[str, Any]) -> dict[str, Any] | None:
+            value = fold(state.get(state_key), event)
+            state.set(state_key, value)
+            return value
+
+        return self.events(aggregate_type).apply(current, stateful=True)
+
+    def _source(self, aggregate_type: str) -> StreamingDataFrame:
+        name = self.config.topic(aggregate_type)
+        if name in self._sources:
+            return self._sources[name]
+        if self._topics.describe(name) is None:
+            raise InvalidInputError(
+                f"pipeline {self.pipeline.name!r} reads {aggregate_type} events but topic "
+                f"{name} does not exist at {self.config.bootstrap_servers}; append an event "
+                "first or check KES_TOPIC_PREFIX."
+            )
+        topic = self.app.topic(
+            name,
+            value_deserializer=self._deserializer,
+            key_deserializer=KeyDeserializer(),
+            timestamp_extractor=event_time,
+        )
+        sdf = self.app.dataframe(topic)
+        bad = sdf.filter(lambda v: isinstance(v, BadRecord))
+        bad = bad.set_headers(self._dead_letter_headers)
+        bad = bad.apply(lambda b: b.value)
+        bad.to_topic(self._dead_letter_topic())
+        good = sdf.filter(lambda v: not isinstance(v, BadRecord))
+        self._sources[name] = good
+        return good
+
+    def _dead_letter_topic(self) -> Topic:
+        if self._dlq is None:
+            name = dlq.ensure_dlq_topic(self._topics, self.pipeline.name)
+            self._dlq = self.app.topic(
+                name, value_serializer=RawSerializer(), key_serializer=KeySerializer()
+            )
+        return self._dlq
+
+    def _dead_letter_headers(
+        self, value: BadRecord, key: Any, timestamp: int, original: Any
+    ) -> list[tuple[str, bytes]]:
+        ctx = message_context()
+        self.dead_letters += 1
+        log.warning(
+            "pipeline %s: %s[%d]@%d is not a readable event (%s); parked in %s",
+            self.pipeline.name,
+            ctx.topic,
+            ctx.partition,
+            ctx.offset,
+            value.reason,
+            self.pipeline.dead_letter_topic,
+        )
+        return [
+            *(original or []),
+            (dlq.H_PROJECTION, self.pipeline.name.encode()),
+            (dlq.H_ERROR, value.reason.encode()[: dlq.MAX_ERROR_BYTES]),
+            (dlq.H_ERROR_TYPE, value.error_type.encode()),
+            (dlq.H_TOPIC, ctx.topic.encode()),
+            (dlq.H_PARTITION, str(ctx.partition).encode()),
+            (dlq.H_OFFSET, str(ctx.offset).encode()),
+            (dlq.H_ATTEMPTS, b"1"),
+            (dlq.H_PARKED_AT, str(int(time.time() * 1000)).encode()),
+        ]
+
+    # ---- steps -----------------------------------------------------------------------
+
+    def key_by(
+        self, sdf: StreamingDataFrame, key: str | Callable[[Any], Any], name: str
+    ) -> StreamingDataFrame:
+        """Re-key (repartition through a topic) by a payload field or a function."""
+        func = (lambda e: e["payload"][key]) if isinstance(key, str) else key
+        return sdf.group_by(func, name=name)
+
+    def enrich(
+        self,
+        sdf: StreamingDataFrame,
+        table: StreamingDataFrame,
+        *,
+        by: str | Callable[[Any], Any],
+        into: str,
+        name: str,
+        how: str = "left",
+    ) -> StreamingDataFrame:
+        """Each value of ``sdf`` with ``into`` = the row of ``table`` for key ``by`` (a
+        payload field or a function) as of the value's event time (None when there is
+        none and ``how="left"``; dropped when ``how="inner"``)."""
+
+        def merge(left: dict[str, Any], right: Any) -> dict[str, Any]:
+            return {**left, into: right}
+
+        keyed = self.key_by(sdf, by, name)
+        return keyed.join_asof(table, how=how, on_merge=merge, name=f"{name}-table")  # type: ignore[arg-type]
+
+    def tumbling_window(
+        self,
+        sdf: StreamingDataFrame,
+        duration: timedelta,
+        grace: timedelta = timedelta(0),
+        name: str | None = None,
+    ) -> TumblingTimeWindowDefinition:
+        """Fixed, non-overlapping event-time windows per key; late records are reported."""
+        return sdf.tumbling_window(duration, grace, name=name, on_late=self._late_reporter(sdf))
+
+    def sliding_window(
+        self,
+        sdf: StreamingDataFrame,
+        duration: timedelta,
+        grace: timedelta = timedelta(0),
+        name: str | None = None,
+    ) -> SlidingTimeWindowDefinition:
+        """Windows of ``duration`` ending at every record (both ends inclusive), per key."""
+        return sdf.sliding_window(duration, grace, name=name, on_late=self._late_reporter(sdf))
+
+    def _late_reporter(self, sdf: StreamingDataFrame) -> Callable[..., bool]:
+        producer = sdf.processing_context.producer
+        topic = self._late_topic()
+        pipeline = self.pipeline.name
+
+        def report(
+            value: Any,
+            key: Any,
+            timestamp_ms: int,
+            late_by_ms: int,
+            start: int,
+            end: int,
+            store_name: str,
+            topic_name: str,
+            partition: int,
+            offset: int,
+        ) -> bool:
+            self.late_records += 1
+            record = {
+                "pipeline": pipeline,
+                "window": {"start": start, "end": end, "store": store_name},
+                "timestampMs": timestamp_ms,
+                "lateByMs": late_by_ms,
+                "source": {"topic": topic_name, "partition": partition, "offset": offset},
+                "key": key,
+                "value": value,
+            }
+            producer.produce(
+                topic=topic.name,
+                key=KeySerializer()(key),
+                value=msgspec.json.encode(record),
+                timestamp=timestamp_ms,
+            )
+            log.warning(
+                "pipeline %s: late record %s[%d]@%d for window [%d, %d) of %s, %d ms too "
+                "late; written to %s",
+                pipeline,
+                topic_name,
+                partition,
+                offset,
+                start,
+                end,
+                store_name,
+                late_by_ms,
+                topic.name,
+            )
+            return False
+
+        return report
+
+    def _late_topic(self) -> Topic:
+        if self._late is None:
+            rf = self._topics.replication_factor()
+            name = self.pipeline.late_topic
+            self._topics.ensure(name, 1, dlq.dlq_topic_configs(rf), rf)
+            self._late = self.app.topic(
+                name, value_serializer=RawSerializer(), key_serializer=KeySerializer()
+            )
+        return self._late
+
+    # ---- outputs ---------------------------------------------------------------------
+
+    def emit(
+        self,
+        sdf: StreamingDataFrame,
+        aggregate_type: str,
+        event_type: str,
+        *,
+        timestamp: Callable[[Any], int] | None = None,
+    ) -> StreamingDataFrame:
+        """Write each value as the payload of a kes event ``event_type`` of aggregate
+        ``aggregate_type`` (id = the message key) to that aggregate type's topic.
+
+        Versions count 1, 2, ... per key and event ids derive from (pipeline, type, id,
+        version), so the output reads like any aggregate's stream. ``timestamp`` (epoch
+        ms from the value) defaults to the message's timestamp.
+        """
+        topic = self._output_topic(aggregate_type)
+        state_key = f"kes.emit.{aggregate_type}.version"
+        pipeline = self.pipeline.name
+        to_builtins = msgspec.to_builtins
+
+        def envelope(
+            value: Any, key: Any, ts: int, _headers: Any, state: State[str, Any]
+        ) -> Envelope:
+            version = int(state.get(state_key, 0)) + 1
+            state.set(state_key, version)
+            aggregate_id = str(key)
+            ms = ts if timestamp is None else timestamp(value)
+            return Envelope(
+                event_id=str(
+                    uuid.uuid5(_EVENT_IDS, f"{pipeline}/{aggregate_type}/{key}/{version}")
+                ),
+                event_type=event_type,
+                timestamp=datetime.fromtimestamp(ms / 1000, UTC),
+                aggregate_type=aggregate_type,
+                aggregate_id=aggregate_id,
+                version=version,
+                schema_version=1,
+                payload=to_builtins(value, str_keys=True),
+                metadata={"kes.pipeline": pipeline},
+            )
+
+        out = sdf.apply(envelope, stateful=True, metadata=True)
+        out = out.set_timestamp(lambda env, _k, _ts, _h: int(env.timestamp.timestamp() * 1000))
+        out = out.set_headers(lambda env, _k, _ts, _h: headers(env))
+        out = out.apply(encode)
+        out.to_topic(topic)
+        return out
+
+    def to_topic(self, sdf: StreamingDataFrame, name: str, partitions: int = 1) -> Topic:
+        """Write values as JSON to a plain (not kes-event) topic, created durable."""
+        rf = self._topics.replication_factor()
+        self._topics.ensure(name, partitions, dlq.dlq_topic_configs(rf), rf)
+        topic = self.app.topic(
+            name, value_serializer=JsonSerializer(), key_serializer=KeySerializer()
+        )
+        sdf.to_topic(topic)
+        return topic
+
+    def _output_topic(self, aggregate_type: str) -> Topic:
+        if aggregate_type not in self._outputs:
+            name = self._topics.ensure_event_topic(aggregate_type).name
+            self._outputs[aggregate_type] = self.app.topic(
+                name, value_serializer=RawSerializer(), key_serializer=KeySerializer()
+            )
+        return self._outputs[aggregate_type]
