@@ -268,7 +268,11 @@ class Streams:
     ) -> StreamingDataFrame:
         """Re-key (repartition through a topic) by a payload field or a function."""
         func = (lambda e: e["payload"][key]) if isinstance(key, str) else key
-        return sdf.group_by(func, name=name)
+        # Keys as plain UTF-8 (Quix's default is JSON) so that they hash, with murmur2, to
+        # the same partition as the same aggregate id in a kes topic: joins need that.
+        return sdf.group_by(
+            func, name=name, key_serializer=KeySerializer(), key_deserializer=KeyDeserializer()
+        )
 
     def enrich(
         self,
