@@ -149,9 +149,9 @@ def outputs(config: KafkaConfig, aggregate_type: str) -> list[dict[str, Any]]:
 
 
 def versions_are_gapless(events: list[dict[str, Any]]) -> None:
-    per_id: dict[str, list[int]] = defaultdict(list)
+    per_id: dict[tuple[str, str], list[int]] = defaultdict(list)
     for e in events:
-        per_id[e["aggregateId"]].append(e["version"])
+        per_id[(e["aggregateType"], e["aggregateId"])].append(e["version"])
     for aggregate_id, versions in per_id.items():
         assert versions == list(range(1, len(versions) + 1)), (aggregate_id, versions)
     assert len({e["eventId"] for e in events}) == len(events), "an output event id repeats"
