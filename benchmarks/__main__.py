@@ -28,7 +28,7 @@ from pathlib import Path
 from benchmarks.common import ROOT, environment
 from benchmarks.harness import Bench
 
-WORKLOADS = ("baselines", "append", "rehydrate", "replay", "recovery", "domain")
+WORKLOADS = ("baselines", "append", "rehydrate", "replay", "recovery", "streams", "domain")
 MODULES = {"domain": "es_compare"}
 LEGACY = ("store", "schemas", "projections")
 HERE = Path(__file__).resolve().parent

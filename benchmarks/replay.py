@@ -24,17 +24,23 @@ AGGREGATE = "BenchReplay"
 LAG_AGGREGATE = "BenchLag"
 
 
-def populate(store: KafkaEventStore, events: int, batch: int = 100, callers: int = 16) -> float:
+def populate(
+    store: KafkaEventStore,
+    events: int,
+    batch: int = 100,
+    callers: int = 16,
+    aggregate: str = AGGREGATE,
+) -> float:
     """Append ``events`` events (batches of ``batch``) to 1,000 aggregates; seconds taken."""
     per_agg = max(batch, events // 1000)
     n_aggs = events // per_agg
-    store.owned_partitions(AGGREGATE)
+    store.owned_partitions(aggregate)
 
     def fill(a: int) -> None:
         version = 0
         while version < per_agg:
             version = store.append(
-                AGGREGATE, f"r-{a}", [new_event(100) for _ in range(batch)], version
+                aggregate, f"r-{a}", [new_event(100) for _ in range(batch)], version
             ).version
 
     started = time.perf_counter()

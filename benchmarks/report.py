@@ -349,6 +349,7 @@ def render(
         "rehydrate": "2. Rehydrate",
         "replay": "3. Replay and catch-up",
         "recovery": "4. Recovery",
+        "streams": "5. Stream processing (kes.streams on Quix Streams)",
         "domain": "kes vs the eventsourcing package (same domain workload)",
     }
     for key, title in titles.items():

@@ -18,6 +18,7 @@ import time
 from collections import Counter, defaultdict
 from collections.abc import Callable, Iterator
 from datetime import UTC, datetime, timedelta
+from functools import partial
 from pathlib import Path
 from typing import Any
 
@@ -146,6 +147,10 @@ def assignments(config: KafkaConfig, group: str, topic: str) -> list[set[int]]:
 
 def outputs(config: KafkaConfig, aggregate_type: str) -> list[dict[str, Any]]:
     return [r.json() for r in read_topic(config.bootstrap_servers, config.topic(aggregate_type))]
+
+
+def more_than(config: KafkaConfig, aggregate_type: str, count: int) -> bool:
+    return len(outputs(config, aggregate_type)) > count
 
 
 def versions_are_gapless(events: list[dict[str, Any]]) -> None:
@@ -279,7 +284,7 @@ def test_exactly_once_through_kill_9_lost_state_and_scale_out(
                 assert wait_until(
                     lambda: [len(a) for a in assignments(config, group, source)] == [4], 60
                 ), "the surviving process did not take over the killed one's partitions"
-                assert wait_until(lambda b=before: len(outputs(config, "AccountActivity")) > b, 60)
+                assert wait_until(partial(more_than, config, "AccountActivity", before), 60)
             if kill in (1, 3):
                 # Local state is a cache: a member that lost it restores from the changelog.
                 shutil.rmtree(state(victim), ignore_errors=True)

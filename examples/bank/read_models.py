@@ -61,3 +61,31 @@ class AccountBalances(SqlProjection):
 def balance(tx: Tx, account_id: str) -> Decimal | None:
     rows = tx.query("SELECT balance FROM account_balances WHERE account_id = ?", (account_id,))
     return Decimal(str(rows[0][0])) if rows else None
+
+
+class OverdraftAlerts(SqlProjection):
+    """The alerts of the ``monitoring`` pipeline (examples/bank/streams.py), exactly once
+    into SQL: a stream's results read like any other events.
+
+    Run it: kes project run examples.bank.read_models:OverdraftAlerts
+    """
+
+    name = "examples.bank.overdraft-alerts"
+    aggregate_types = ("AccountRisk",)
+    database = "sqlite:///.kes/bank.db"
+
+    def setup(self, tx: Tx) -> None:
+        tx.execute(
+            "CREATE TABLE IF NOT EXISTS overdraft_alerts (account_id TEXT NOT NULL, "
+            "alert INTEGER NOT NULL, refusals INTEGER NOT NULL, at_ms BIGINT NOT NULL, "
+            "PRIMARY KEY (account_id, alert))"
+        )
+
+    def reset(self, tx: Tx) -> None:
+        tx.execute("DELETE FROM overdraft_alerts")
+
+    def on_OverdraftAlertRaised(self, event: RecordedEvent, tx: Tx) -> None:
+        tx.execute(
+            "INSERT INTO overdraft_alerts (account_id, alert, refusals, at_ms) VALUES (?, ?, ?, ?)",
+            (event.aggregate_id, event.version, event.payload["refusals"], event.payload["at"]),
+        )

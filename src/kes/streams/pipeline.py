@@ -172,7 +172,6 @@ class Streams:
         self._sources: dict[str, StreamingDataFrame] = {}
         self._outputs: dict[str, Topic] = {}
         self._late: Topic | None = None
-        self._dlq: Topic | None = None
         self._deserializer = EventDeserializer(pipeline.aggregates)
 
     # ---- sources ---------------------------------------------------------------------
@@ -219,25 +218,32 @@ class Streams:
             timestamp_extractor=event_time,
         )
         sdf = self.app.dataframe(topic)
-        bad = sdf.filter(lambda v: isinstance(v, BadRecord))
-        bad = bad.set_headers(self._dead_letter_headers)
-        bad = bad.apply(lambda b: b.value)
-        bad.to_topic(self._dead_letter_topic())
-        good = sdf.filter(lambda v: not isinstance(v, BadRecord))
+        good = sdf.filter(self._dead_letter_parker(sdf), metadata=True)
         self._sources[name] = good
         return good
 
-    def _dead_letter_topic(self) -> Topic:
-        if self._dlq is None:
-            name = dlq.ensure_dlq_topic(self._topics, self.pipeline.name)
-            self._dlq = self.app.topic(
-                name, value_serializer=RawSerializer(), key_serializer=KeySerializer()
-            )
-        return self._dlq
+    def _dead_letter_parker(self, sdf: StreamingDataFrame) -> Callable[..., bool]:
+        """A filter that passes events and parks bad records in the dead-letter topic
+        through the pipeline's transactional producer (not a branch: Quix copies every
+        value into each branch)."""
+        producer = sdf.processing_context.producer
+        topic = dlq.ensure_dlq_topic(self._topics, self.pipeline.name)
 
-    def _dead_letter_headers(
-        self, value: BadRecord, key: Any, timestamp: int, original: Any
-    ) -> list[tuple[str, bytes]]:
+        def park(value: Any, key: Any, timestamp: int, original: Any) -> bool:
+            if not isinstance(value, BadRecord):
+                return True
+            producer.produce(
+                topic=topic,
+                key=KeySerializer()(key),
+                value=value.value,
+                headers=self._dead_letter_headers(value, original),
+                timestamp=timestamp,
+            )
+            return False
+
+        return park
+
+    def _dead_letter_headers(self, value: BadRecord, original: Any) -> list[tuple[str, bytes]]:
         ctx = message_context()
         self.dead_letters += 1
         log.warning(
