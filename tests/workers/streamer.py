@@ -6,6 +6,7 @@ from __future__ import annotations
 import argparse
 import json
 import logging
+import os
 
 from kes.store.kafka import KafkaConfig
 from kes.streams import Pipeline
@@ -23,7 +24,10 @@ def main() -> None:
     template = load_pipeline(args.pipeline)
     pipeline = Pipeline(args.name, template.build, aggregates=template.aggregates)
     config = KafkaConfig(**json.loads(args.config))
-    pipeline.application(config, state_dir=args.state_dir).app.run()
+    # Only to check that the tests catch what exactly-once prevents (see test_streams.py).
+    guarantee = os.environ.get("KES_TEST_STREAM_GUARANTEE", "exactly-once")
+    streams = pipeline.application(config, state_dir=args.state_dir, processing_guarantee=guarantee)
+    streams.app.run()
 
 
 if __name__ == "__main__":
