@@ -450,4 +450,11 @@ def test_deposits_are_enriched_with_the_holders_name_as_of_the_deposit(
 
     wait_until(lambda: got() == expected, 120, every=2)
     assert got() == expected
-    versions_are_gapless(outputs(config, "HolderActivity"))
+    received = outputs(config, "HolderActivity")
+    versions_are_gapless(received)
+    # The running total per holder ends at the sum of the holder's deposits.
+    last = {e["aggregateId"]: e["payload"]["holderTotal"] for e in received}
+    totals: Counter[str] = Counter()
+    for (holder, _account, amount, _name), n in expected.items():
+        totals[holder] += int(amount) * n
+    assert {h: int(t) for h, t in last.items()} == dict(totals)

@@ -5,7 +5,7 @@
   withdrawals within 24 hours (sliding window);
 * ``enriched_deposits`` - every deposit with the holder's name as of the deposit
   (a join with the current state of the ``User`` aggregates of the users example;
-  an account's ``owner`` is the user id of its holder).
+  an account's ``owner`` is the user id of its holder) and the holder's running total.
 
 Run with ``kes stream run examples.bank.streams:monitoring`` (or ``:enriched_deposits``).
 """
@@ -13,6 +13,7 @@ Run with ``kes stream run examples.bank.streams:monitoring`` (or ``:enriched_dep
 from __future__ import annotations
 
 from datetime import timedelta
+from decimal import Decimal
 from typing import Any
 
 from quixstreams.dataframe.windows import Count, Max
@@ -64,7 +65,11 @@ def enrich_deposits(streams: Streams) -> None:
     enriched = streams.enrich(
         deposits, holders, by=lambda d: d["owner"], into="holder", name="deposits-by-owner"
     )
-    streams.emit(enriched.apply(_deposit_row), "HolderActivity", "DepositReceived")
+    # Keyed by holder now: a running total of what each holder received.
+    totals = streams.reduce(
+        enriched.apply(_deposit_row), _add_to_total, _first_total, name="holder-totals"
+    )
+    streams.emit(totals, "HolderActivity", "DepositReceived")
 
 
 def _with_owner(event: StreamEvent, state: State[str, Any]) -> dict[str, Any] | None:
@@ -84,6 +89,14 @@ def _deposit_row(deposit: dict[str, Any]) -> dict[str, Any]:
         "holderId": deposit["owner"],
         "holderName": holder.get("username"),
     }
+
+
+def _first_total(row: dict[str, Any]) -> dict[str, Any]:
+    return {**row, "holderTotal": row["amount"]}
+
+
+def _add_to_total(previous: dict[str, Any], row: dict[str, Any]) -> dict[str, Any]:
+    return {**row, "holderTotal": str(Decimal(previous["holderTotal"]) + Decimal(row["amount"]))}
 
 
 monitoring = Pipeline("bank-monitoring", monitor, aggregates=[Account])

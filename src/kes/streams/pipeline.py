@@ -300,6 +300,26 @@ class Streams:
         keyed = self.key_by(sdf, by, name)
         return keyed.join_asof(table, how=how, on_merge=merge, name=f"{name}-table")  # type: ignore[arg-type]
 
+    def reduce(
+        self,
+        sdf: StreamingDataFrame,
+        reducer: Callable[[Any, Any], Any],
+        initial: Callable[[Any], Any],
+        name: str,
+    ) -> StreamingDataFrame:
+        """A running aggregate per key, without windows: each value becomes the key's
+        aggregate after it (``initial(value)`` for a key's first, then
+        ``reducer(aggregate, value)``). Aggregates must be JSON values (state)."""
+        state_key = f"kes.reduce.{name}"
+
+        def step(value: Any, state: State[str, Any]) -> Any:
+            current = state.get(state_key)
+            updated = initial(value) if current is None else reducer(current, value)
+            state.set(state_key, updated)
+            return updated
+
+        return sdf.apply(step, stateful=True)
+
     def tumbling_window(
         self,
         sdf: StreamingDataFrame,
