@@ -166,12 +166,10 @@ class Streams:
         self.pipeline = pipeline
         self.app = app
         self.config = config
-        self.late_records = 0
-        self.dead_letters = 0
         self._topics = Topics(config)
         self._sources: dict[str, StreamingDataFrame] = {}
         self._outputs: dict[str, Topic] = {}
-        self._late: Topic | None = None
+        self._late_topic_ready = False
         self._deserializer = EventDeserializer(pipeline.aggregates)
 
     # ---- sources ---------------------------------------------------------------------
@@ -245,7 +243,6 @@ class Streams:
 
     def _dead_letter_headers(self, value: BadRecord, original: Any) -> list[tuple[str, bytes]]:
         ctx = message_context()
-        self.dead_letters += 1
         log.warning(
             "pipeline %s: %s[%d]@%d is not a readable event (%s); parked in %s",
             self.pipeline.name,
@@ -357,7 +354,6 @@ class Streams:
             partition: int,
             offset: int,
         ) -> bool:
-            self.late_records += 1
             record = {
                 "pipeline": pipeline,
                 "window": {"start": start, "end": end, "store": store_name},
@@ -368,7 +364,7 @@ class Streams:
                 "value": value,
             }
             producer.produce(
-                topic=topic.name,
+                topic=topic,
                 key=KeySerializer()(key),
                 value=msgspec.json.encode(record),
                 timestamp=timestamp_ms,
@@ -384,21 +380,19 @@ class Streams:
                 end,
                 store_name,
                 late_by_ms,
-                topic.name,
+                topic,
             )
             return False
 
         return report
 
-    def _late_topic(self) -> Topic:
-        if self._late is None:
+    def _late_topic(self) -> str:
+        name = self.pipeline.late_topic
+        if not self._late_topic_ready:
             rf = self._topics.replication_factor()
-            name = self.pipeline.late_topic
             self._topics.ensure(name, 1, dlq.dlq_topic_configs(rf), rf)
-            self._late = self.app.topic(
-                name, value_serializer=RawSerializer(), key_serializer=KeySerializer()
-            )
-        return self._late
+            self._late_topic_ready = True
+        return name
 
     # ---- outputs ---------------------------------------------------------------------
 
@@ -409,13 +403,14 @@ class Streams:
         event_type: str,
         *,
         timestamp: Callable[[Any], int] | None = None,
-    ) -> StreamingDataFrame:
+    ) -> None:
         """Write each value as the payload of a kes event ``event_type`` of aggregate
         ``aggregate_type`` (id = the message key) to that aggregate type's topic.
 
         Versions count 1, 2, ... per key and event ids derive from (pipeline, type, id,
         version), so the output reads like any aggregate's stream. ``timestamp`` (epoch
-        ms from the value) defaults to the message's timestamp.
+        ms from the value) defaults to the message's timestamp. The pipeline owns that
+        aggregate type: nothing else should append to it.
         """
         topic = self._output_topic(aggregate_type)
         state_key = f"kes.emit.{aggregate_type}.version"
@@ -448,7 +443,6 @@ class Streams:
         out = out.set_headers(lambda env, _k, _ts, _h: headers(env))
         out = out.apply(encode)
         out.to_topic(topic)
-        return out
 
     def to_topic(self, sdf: StreamingDataFrame, name: str, partitions: int = 1) -> Topic:
         """Write values as JSON to a plain (not kes-event) topic, created durable."""
