@@ -235,6 +235,8 @@ def measures_table(measures: Sequence[Measure]) -> str:
             )
         if "conflicts" in m.extra:
             extra.append(f"conflicts {sum(m.extra['conflicts']):,}")
+        if "ratio_to_raw_consumer" in m.extra:
+            extra.append(f"{m.extra['ratio_to_raw_consumer']:.2f} of the raw consumer")
         if "p50_ms" in m.extra:
             extra.append(
                 f"p50 {fmt_num(sorted(m.extra['p50_ms'])[len(m.extra['p50_ms']) // 2], 2)} ms"

@@ -115,7 +115,8 @@ def run(bench: Bench) -> None:
     raws = [raw_consume(bench, topic, bench.partitions)[0] for _ in range(bench.runs)]
     raw = bench.add("streams", "raw confluent-kafka consumer", "events/s", raws, params)
     quix = [run_quix_json(bench, topic, events) for _ in range(bench.runs)]
-    bench.add("streams", "Quix Streams JSON no-op (at-least-once)", "events/s", quix, params)
+    m = bench.add("streams", "Quix Streams JSON no-op (at-least-once)", "events/s", quix, params)
+    m.extra["ratio_to_raw_consumer"] = m.value.median / raw.value.median
     for name, build in (
         ("kes pipeline filter+map to a topic (exactly-once)", filter_map),
         ("kes pipeline 1 s tumbling count per aggregate (exactly-once)", windowed_count),
