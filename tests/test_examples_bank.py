@@ -45,6 +45,22 @@ def test_withdrawal_beyond_the_overdraft_limit_is_refused_and_nothing_written() 
         account.deposit(Decimal(0))
 
 
+def test_try_withdraw_records_a_refusal_instead_of_raising() -> None:
+    app = Application(MemoryEventStore())
+    account = Account("a", "Ann", overdraft_limit=Decimal("10"))
+    assert account.try_withdraw(Decimal("10")) is True
+    assert account.try_withdraw(Decimal("0.01")) is False
+    app.save(account)
+    events = app.store.read_stream("Account", "a")
+    assert [e.event_type for e in events] == [
+        "AccountOpened",
+        "MoneyWithdrawn",
+        "WithdrawalRefused",
+    ]
+    assert events[-1].payload == {"amount": "0.01", "balance": "-10"}
+    assert balance(app, "a") == Decimal("-10")
+
+
 def test_repeated_transaction_id_is_applied_once() -> None:
     account = Account("a", "Ann")
     account.deposit(Decimal(10), "tx1")
