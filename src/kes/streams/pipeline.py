@@ -325,7 +325,7 @@ class Streams:
         name: str | None = None,
     ) -> TumblingTimeWindowDefinition:
         """Fixed, non-overlapping event-time windows per key; late records are reported."""
-        return sdf.tumbling_window(duration, grace, name=name, on_late=self._late_reporter(sdf))
+        return sdf.tumbling_window(duration, grace, name=name, on_late=self.late_reporter(sdf))
 
     def sliding_window(
         self,
@@ -335,9 +335,11 @@ class Streams:
         name: str | None = None,
     ) -> SlidingTimeWindowDefinition:
         """Windows of ``duration`` ending at every record (both ends inclusive), per key."""
-        return sdf.sliding_window(duration, grace, name=name, on_late=self._late_reporter(sdf))
+        return sdf.sliding_window(duration, grace, name=name, on_late=self.late_reporter(sdf))
 
-    def _late_reporter(self, sdf: StreamingDataFrame) -> Callable[..., bool]:
+    def late_reporter(self, sdf: StreamingDataFrame) -> Callable[..., bool]:
+        """An ``on_late`` callback for any Quix window on ``sdf`` (hopping, session, ...):
+        late records go to the late topic, with a warning in the log."""
         producer = sdf.processing_context.producer
         topic = self._late_topic()
         pipeline = self.pipeline.name
