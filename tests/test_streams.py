@@ -249,6 +249,19 @@ def expected_bank(config: KafkaConfig) -> tuple[Counter[tuple[Any, ...]], Counte
     return activity, alerts
 
 
+def bank_results(config: KafkaConfig) -> tuple[Counter[tuple[Any, ...]], Counter[tuple[Any, ...]]]:
+    """What the monitoring pipeline wrote: hourly activity and alerts, as expected_bank."""
+    activity = Counter(
+        (e["aggregateId"], e["payload"]["hourStart"], e["payload"]["events"])
+        for e in outputs(config, "AccountActivity")
+    )
+    alerts = Counter(
+        (e["aggregateId"], e["payload"]["refusals"], e["payload"]["at"])
+        for e in outputs(config, "AccountRisk")
+    )
+    return activity, alerts
+
+
 def test_exactly_once_through_kill_9_lost_state_and_scale_out(
     kafka_config: KafkaConfig,
     kafka_store: KafkaEventStore,
@@ -301,20 +314,9 @@ def test_exactly_once_through_kill_9_lost_state_and_scale_out(
     activity, alerts = expected_bank(config)
     assert sum(alerts.values()) > 20 and sum(activity.values()) > 100
 
-    def results() -> tuple[Counter[tuple[Any, ...]], Counter[tuple[Any, ...]]]:
-        got_activity = Counter(
-            (e["aggregateId"], e["payload"]["hourStart"], e["payload"]["events"])
-            for e in outputs(config, "AccountActivity")
-        )
-        got_alerts = Counter(
-            (e["aggregateId"], e["payload"]["refusals"], e["payload"]["at"])
-            for e in outputs(config, "AccountRisk")
-        )
-        return got_activity, got_alerts
-
-    wait_until(lambda: results() == (activity, alerts), 120, every=3)
+    wait_until(lambda: bank_results(config) == (activity, alerts), 120, every=3)
     time.sleep(3)  # anything doubled would arrive now
-    got_activity, got_alerts = results()
+    got_activity, got_alerts = bank_results(config)
     assert got_activity - activity == Counter(), "windows emitted twice or wrongly counted"
     assert activity - got_activity == Counter(), "closed windows missing"
     assert got_alerts == alerts
@@ -343,22 +345,10 @@ def test_a_restarted_pipeline_without_its_state_folder_restores_it_from_the_chan
     time.sleep(3)
     traffic.stop()
 
-    def results() -> tuple[Counter[tuple[Any, ...]], Counter[tuple[Any, ...]]]:
-        return (
-            Counter(
-                (e["aggregateId"], e["payload"]["hourStart"], e["payload"]["events"])
-                for e in outputs(config, "AccountActivity")
-            ),
-            Counter(
-                (e["aggregateId"], e["payload"]["refusals"], e["payload"]["at"])
-                for e in outputs(config, "AccountRisk")
-            ),
-        )
-
     state = tmp_path / "state"
     first = spawn(config, "examples.bank.streams:monitoring", name, state)
     workers.append(first)
-    assert wait_until(lambda: results() == expected_bank(config), 120, every=2)
+    assert wait_until(lambda: bank_results(config) == expected_bank(config), 120, every=2)
     first.terminate()
     assert first.wait(30) == 0
     assert any(state.rglob("*")), "the pipeline kept no local state"
@@ -369,9 +359,9 @@ def test_a_restarted_pipeline_without_its_state_folder_restores_it_from_the_chan
     traffic.stop()
     workers.append(spawn(config, "examples.bank.streams:monitoring", name, state))
     expected = expected_bank(config)
-    assert wait_until(lambda: results() == expected, 120, every=2)
+    assert wait_until(lambda: bank_results(config) == expected, 120, every=2)
     time.sleep(2)
-    assert results() == expected
+    assert bank_results(config) == expected
     # Versions go on from where the first run stopped: the emit counters came back too.
     versions_are_gapless(outputs(config, "AccountActivity") + outputs(config, "AccountRisk"))
 

@@ -9,6 +9,7 @@ import multiprocessing
 import signal
 import sys
 import time
+from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import datetime
 from pathlib import Path
@@ -23,7 +24,7 @@ from confluent_kafka import (
 )
 from confluent_kafka.admin import AdminClient
 
-from kes.errors import StoreUnavailableError
+from kes.errors import KesError, StoreUnavailableError
 from kes.projections.checkpoints import CheckpointStore, open_checkpoints
 from kes.projections.errors import ProjectionError
 from kes.projections.projection import KafkaProcessor, Projection, SqlProjection
@@ -34,21 +35,27 @@ from kes.store.kafka.topics import Topics
 
 def load_projection(spec: str) -> type[Projection]:
     """``package.module:ClassName`` to the class (the current directory is importable)."""
+    cls = import_attribute(spec, "examples.users.read_models:UserDirectory", ProjectionError)
+    if not (isinstance(cls, type) and issubclass(cls, Projection)):
+        raise ProjectionError(f"{spec!r}: {cls!r} is not a Projection subclass.")
+    return cls
+
+
+def import_attribute(spec: str, example: str, error: type[KesError]) -> Any:
+    """``package.module:name`` to that object (the current directory is importable);
+    ``error`` names what is wrong, with ``example`` as what to write."""
     module_name, _, attr = spec.partition(":")
     if not module_name or not attr:
-        raise ProjectionError(
-            f"{spec!r} is not MODULE:CLASS; write e.g. examples.users.read_models:UserDirectory."
-        )
+        raise error(f"{spec!r} is not MODULE:NAME; write e.g. {example}.")
     if str(Path.cwd()) not in sys.path:
         sys.path.insert(0, str(Path.cwd()))
     try:
         module = importlib.import_module(module_name)
     except ImportError as exc:
-        raise ProjectionError(f"cannot import {module_name!r} (from {spec!r}): {exc}") from exc
-    cls = getattr(module, attr, None)
-    if not (isinstance(cls, type) and issubclass(cls, Projection)):
-        raise ProjectionError(f"{spec!r}: {module_name} has no Projection subclass {attr!r}.")
-    return cls
+        raise error(f"cannot import {module_name!r} (from {spec!r}): {exc}") from exc
+    if not hasattr(module, attr):
+        raise error(f"{spec!r}: module {module_name} has no {attr!r}.")
+    return getattr(module, attr)
 
 
 # ---- several processes ------------------------------------------------------------------
@@ -64,13 +71,18 @@ def _run_child(spec: str, fields: dict[str, Any], database: str | None, index: i
 
 def run_processes(spec: str, config: KafkaConfig, processes: int, database: str | None) -> int:
     """Run ``processes`` members of the projection's group; returns the worst exit code."""
-    ctx = multiprocessing.get_context("spawn")
     fields = dataclasses.asdict(config)
     fields.pop("logger", None)
-    children = [
-        ctx.Process(target=_run_child, args=(spec, fields, database, i), name=f"kes-project-{i}")
-        for i in range(processes)
-    ]
+    return run_members(
+        _run_child, [(spec, fields, database, i) for i in range(processes)], "kes-project"
+    )
+
+
+def run_members(target: Callable[..., None], args: list[tuple[Any, ...]], name: str) -> int:
+    """Run ``target(*a)`` for each ``a`` of ``args`` in its own (spawned) process until all
+    end; SIGTERM/SIGINT are passed on to them. Returns the worst exit code."""
+    ctx = multiprocessing.get_context("spawn")
+    children = [ctx.Process(target=target, args=a, name=f"{name}-{i}") for i, a in enumerate(args)]
     for c in children:
         c.start()
 

@@ -3,10 +3,6 @@
 from __future__ import annotations
 
 import dataclasses
-import importlib
-import multiprocessing
-import signal
-import sys
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -14,7 +10,7 @@ from typing import Any
 from confluent_kafka import Consumer, TopicPartition
 
 from kes.errors import InvalidInputError
-from kes.projections.admin import GroupStatus, group_status
+from kes.projections.admin import GroupStatus, group_status, import_attribute, run_members
 from kes.store.kafka.config import KafkaConfig
 from kes.store.kafka.topics import Topics
 from kes.streams.pipeline import Pipeline
@@ -22,20 +18,9 @@ from kes.streams.pipeline import Pipeline
 
 def load_pipeline(spec: str) -> Pipeline:
     """``package.module:name`` to the :class:`Pipeline` (the current directory is importable)."""
-    module_name, _, attr = spec.partition(":")
-    if not module_name or not attr:
-        raise InvalidInputError(
-            f"{spec!r} is not MODULE:NAME; write e.g. examples.users.streams:signups_per_hour."
-        )
-    if str(Path.cwd()) not in sys.path:
-        sys.path.insert(0, str(Path.cwd()))
-    try:
-        module = importlib.import_module(module_name)
-    except ImportError as exc:
-        raise InvalidInputError(f"cannot import {module_name!r} (from {spec!r}): {exc}") from exc
-    pipeline = getattr(module, attr, None)
+    pipeline = import_attribute(spec, "examples.users.streams:signups_per_hour", InvalidInputError)
     if not isinstance(pipeline, Pipeline):
-        raise InvalidInputError(f"{spec!r}: {module_name}.{attr} is not a kes.streams.Pipeline.")
+        raise InvalidInputError(f"{spec!r}: {pipeline!r} is not a kes.streams.Pipeline.")
     return pipeline
 
 
@@ -63,30 +48,10 @@ def run_processes(
     if processes < 1:
         raise InvalidInputError(f"--processes must be >= 1, got {processes}.")
     load_pipeline(spec)  # fail here, once, rather than in every child
-    ctx = multiprocessing.get_context("spawn")
     fields = dataclasses.asdict(config)
     fields.pop("logger", None)
-    children = [
-        ctx.Process(
-            target=_run_child,
-            args=(spec, fields, state_dir, i, loglevel),
-            name=f"kes-stream-{i}",
-        )
-        for i in range(processes)
-    ]
-    for c in children:
-        c.start()
-
-    def forward(signum: int, _frame: Any) -> None:
-        for c in children:
-            if c.pid is not None and c.is_alive():
-                c.terminate()
-
-    signal.signal(signal.SIGTERM, forward)
-    signal.signal(signal.SIGINT, forward)
-    for c in children:
-        c.join()
-    return max(abs(c.exitcode or 0) for c in children)
+    args = [(spec, fields, state_dir, i, loglevel) for i in range(processes)]
+    return run_members(_run_child, args, "kes-stream")
 
 
 @dataclass
