@@ -55,15 +55,35 @@ def ensure_dlq_topic(topics: Topics, projection: str) -> str:
 def dlq_headers(
     msg: Message, projection: str, error: BaseException, attempts: int
 ) -> list[tuple[str, bytes]]:
-    text = f"{type(error).__name__}: {error}".encode()[:MAX_ERROR_BYTES]
+    return parking_headers(
+        msg.headers() or [],
+        projection,
+        f"{type(error).__name__}: {error}",
+        type(error).__name__,
+        (str(msg.topic()), msg.partition(), msg.offset()),
+        attempts,
+    )
+
+
+def parking_headers(
+    original: list[tuple[str, bytes]],
+    consumer: str,
+    error: str,
+    error_type: str,
+    position: tuple[str, int | None, int | None],
+    attempts: int,
+) -> list[tuple[str, bytes]]:
+    """The record's own headers plus why (``error``), where from (topic, partition,
+    offset) and by whom (projection or pipeline) it was parked."""
+    topic, partition, offset = position
     return [
-        *(msg.headers() or []),
-        (H_PROJECTION, projection.encode()),
-        (H_ERROR, text),
-        (H_ERROR_TYPE, type(error).__name__.encode()),
-        (H_TOPIC, str(msg.topic()).encode()),
-        (H_PARTITION, str(msg.partition()).encode()),
-        (H_OFFSET, str(msg.offset()).encode()),
+        *original,
+        (H_PROJECTION, consumer.encode()),
+        (H_ERROR, error.encode()[:MAX_ERROR_BYTES]),
+        (H_ERROR_TYPE, error_type.encode()),
+        (H_TOPIC, topic.encode()),
+        (H_PARTITION, str(partition).encode()),
+        (H_OFFSET, str(offset).encode()),
         (H_ATTEMPTS, str(attempts).encode()),
         (H_PARKED_AT, str(int(time.time() * 1000)).encode()),
     ]

@@ -20,9 +20,7 @@ consumed offsets commit in one Kafka transaction per checkpoint.
 
 from __future__ import annotations
 
-import logging
 import re
-import time
 import uuid
 from collections.abc import Callable, Iterable
 from datetime import UTC, datetime, timedelta
@@ -30,7 +28,7 @@ from pathlib import Path
 from typing import Any
 
 import msgspec
-from quixstreams import Application, message_context
+from quixstreams import Application
 from quixstreams.dataframe import StreamingDataFrame
 from quixstreams.dataframe.windows.definitions import (
     SlidingTimeWindowDefinition,
@@ -46,8 +44,8 @@ from kes.errors import InvalidInputError
 from kes.projections import dlq
 from kes.store.kafka.config import KafkaConfig
 from kes.store.kafka.topics import Topics
+from kes.streams.reporting import dead_letter_filter, late_reporter
 from kes.streams.source import (
-    BadRecord,
     EventDeserializer,
     JsonSerializer,
     KeyDeserializer,
@@ -56,8 +54,6 @@ from kes.streams.source import (
     StreamEvent,
     event_time,
 )
-
-log = logging.getLogger("kes.streams")
 
 GROUP_PREFIX = "kes.stream."
 LATE_SUFFIX = ".late"
@@ -216,53 +212,10 @@ class Streams:
             timestamp_extractor=event_time,
         )
         sdf = self.app.dataframe(topic)
-        good = sdf.filter(self._dead_letter_parker(sdf), metadata=True)
+        dead_letters = dlq.ensure_dlq_topic(self._topics, self.pipeline.name)
+        good = sdf.filter(dead_letter_filter(sdf, self.pipeline.name, dead_letters), metadata=True)
         self._sources[name] = good
         return good
-
-    def _dead_letter_parker(self, sdf: StreamingDataFrame) -> Callable[..., bool]:
-        """A filter that passes events and parks bad records in the dead-letter topic
-        through the pipeline's transactional producer (not a branch: Quix copies every
-        value into each branch)."""
-        producer = sdf.processing_context.producer
-        topic = dlq.ensure_dlq_topic(self._topics, self.pipeline.name)
-
-        def park(value: Any, key: Any, timestamp: int, original: Any) -> bool:
-            if not isinstance(value, BadRecord):
-                return True
-            producer.produce(
-                topic=topic,
-                key=KeySerializer()(key),
-                value=value.value,
-                headers=self._dead_letter_headers(value, original),
-                timestamp=timestamp,
-            )
-            return False
-
-        return park
-
-    def _dead_letter_headers(self, value: BadRecord, original: Any) -> list[tuple[str, bytes]]:
-        ctx = message_context()
-        log.warning(
-            "pipeline %s: %s[%d]@%d is not a readable event (%s); parked in %s",
-            self.pipeline.name,
-            ctx.topic,
-            ctx.partition,
-            ctx.offset,
-            value.reason,
-            self.pipeline.dead_letter_topic,
-        )
-        return [
-            *(original or []),
-            (dlq.H_PROJECTION, self.pipeline.name.encode()),
-            (dlq.H_ERROR, value.reason.encode()[: dlq.MAX_ERROR_BYTES]),
-            (dlq.H_ERROR_TYPE, value.error_type.encode()),
-            (dlq.H_TOPIC, ctx.topic.encode()),
-            (dlq.H_PARTITION, str(ctx.partition).encode()),
-            (dlq.H_OFFSET, str(ctx.offset).encode()),
-            (dlq.H_ATTEMPTS, b"1"),
-            (dlq.H_PARKED_AT, str(int(time.time() * 1000)).encode()),
-        ]
 
     # ---- steps -----------------------------------------------------------------------
 
@@ -340,53 +293,7 @@ class Streams:
     def late_reporter(self, sdf: StreamingDataFrame) -> Callable[..., bool]:
         """An ``on_late`` callback for any Quix window on ``sdf`` (hopping, session, ...):
         late records go to the late topic, with a warning in the log."""
-        producer = sdf.processing_context.producer
-        topic = self._late_topic()
-        pipeline = self.pipeline.name
-
-        def report(
-            value: Any,
-            key: Any,
-            timestamp_ms: int,
-            late_by_ms: int,
-            start: int,
-            end: int,
-            store_name: str,
-            topic_name: str,
-            partition: int,
-            offset: int,
-        ) -> bool:
-            record = {
-                "pipeline": pipeline,
-                "window": {"start": start, "end": end, "store": store_name},
-                "timestampMs": timestamp_ms,
-                "lateByMs": late_by_ms,
-                "source": {"topic": topic_name, "partition": partition, "offset": offset},
-                "key": key,
-                "value": value,
-            }
-            producer.produce(
-                topic=topic,
-                key=KeySerializer()(key),
-                value=msgspec.json.encode(record),
-                timestamp=timestamp_ms,
-            )
-            log.warning(
-                "pipeline %s: late record %s[%d]@%d for window [%d, %d) of %s, %d ms too "
-                "late; written to %s",
-                pipeline,
-                topic_name,
-                partition,
-                offset,
-                start,
-                end,
-                store_name,
-                late_by_ms,
-                topic,
-            )
-            return False
-
-        return report
+        return late_reporter(sdf, self.pipeline.name, self._late_topic())
 
     def _late_topic(self) -> str:
         name = self.pipeline.late_topic
