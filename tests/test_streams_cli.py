@@ -21,7 +21,7 @@ from kes.application import Application
 from kes.cli import cli
 from kes.projections import ProjectionRunner
 from kes.store.kafka import KafkaConfig, KafkaEventStore
-from tests.test_streams import outputs, wait_until
+from tests.test_streams import outputs, read_topic, wait_until
 
 pytestmark = [pytest.mark.kafka]
 
@@ -69,7 +69,12 @@ def test_run_two_processes_status_and_alerts_into_a_read_model(
     (tmp_path / f"{module}.py").write_text(
         "from examples.bank.streams import monitoring\n"
         "from kes.streams import Pipeline\n"
-        f"pipeline = Pipeline({unique!r}, monitoring.build, aggregates=monitoring.aggregates)\n"
+        "def build(streams):\n"
+        "    monitoring.build(streams)\n"
+        "    refused = streams.events('Account', 'WithdrawalRefused')\n"
+        "    rows = refused.apply(lambda e: {'account': e['aggregateId']})\n"
+        f"    streams.to_topic(rows, {unique + '.refusals'!r})\n"
+        f"pipeline = Pipeline({unique!r}, build, aggregates=monitoring.aggregates)\n"
     )
     spec = f"{module}:pipeline"
     env = {
@@ -111,6 +116,8 @@ def test_run_two_processes_status_and_alerts_into_a_read_model(
             cwd=tmp_path,
         )
         assert "1 dead letter" in human.stdout and "total lag 0" in human.stdout
+        refusals = read_topic(kafka_config.bootstrap_servers, f"{unique}.refusals")
+        assert [r.json() for r in refusals] == [{"account": "acct-risky"}] * 3
     finally:
         run.send_signal(signal.SIGTERM)
         code = run.wait(60)

@@ -223,7 +223,7 @@ def print_group(console: Console, st: GroupStatus) -> None:
             str(p.partition),
             "-" if p.committed is None else f"{p.committed:,}",
             f"{p.end:,}",
-            "-" if p.lag is None else f"{p.lag:,}",
+            f"{p.lag:,}",
             p.owner or "-",
         )
     console.print(table)

@@ -107,7 +107,7 @@ class PartitionStatus:
     partition: int
     committed: int | None  # next offset to read, per the group (or the database)
     end: int  # high watermark
-    lag: int | None
+    lag: int  # records still to read (from the earliest one when there is no position)
     owner: str | None
 
 
@@ -121,7 +121,7 @@ class GroupStatus:
 
     @property
     def total_lag(self) -> int:
-        return sum(p.lag or 0 for p in self.partitions)
+        return sum(p.lag for p in self.partitions)
 
     def as_dict(self) -> dict[str, Any]:
         d = dataclasses.asdict(self)
@@ -177,11 +177,12 @@ def group_status(
             if info is None:
                 continue
             for p in range(info.partitions):
-                _, high = consumer.get_watermark_offsets(
+                low, high = consumer.get_watermark_offsets(
                     TopicPartition(topic, p), timeout=10, cached=False
                 )
                 pos = committed.get((topic, p))
-                lag = None if pos is None else max(0, high - pos)
+                # No position yet: the group starts at the earliest record, all is to read.
+                lag = max(0, high - (low if pos is None else pos))
                 rows.append(PartitionStatus(topic, p, pos, high, lag, owners.get((topic, p))))
     finally:
         consumer.close()
@@ -193,12 +194,14 @@ def _discount_markers(config: KafkaConfig, rows: list[PartitionStatus], wait_s: 
     """Commit markers occupy offsets: a position just before a marker has nothing left to
     read, though the high watermark is past it. Look: if the next committed record is
     further on (or there is none), the lag is counted from it."""
-    lagging = {(r.topic, r.partition): r for r in rows if r.lag and r.committed is not None}
+    lagging = {(r.topic, r.partition): r for r in rows if r.lag}
     if not lagging:
         return
     consumer = Consumer(config.reader())
     try:
-        consumer.assign([TopicPartition(t, p, r.committed) for (t, p), r in lagging.items()])
+        # Each row's lag counts from where the group reads next (its position, or the
+        # earliest record when it has none).
+        consumer.assign([TopicPartition(t, p, r.end - r.lag) for (t, p), r in lagging.items()])
         open_ = set(lagging)
         deadline = time.monotonic() + wait_s
         while open_ and time.monotonic() < deadline:

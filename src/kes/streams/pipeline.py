@@ -43,7 +43,7 @@ from kes.envelope import Envelope, encode, headers
 from kes.errors import InvalidInputError
 from kes.projections import dlq
 from kes.store.kafka.config import KafkaConfig
-from kes.store.kafka.topics import Topics
+from kes.store.kafka.topics import Topics, event_topic_configs
 from kes.streams.reporting import dead_letter_filter, late_reporter
 from kes.streams.source import (
     EventDeserializer,
@@ -319,7 +319,8 @@ class Streams:
         Versions count 1, 2, ... per key and event ids derive from (pipeline, type, id,
         version), so the output reads like any aggregate's stream. ``timestamp`` (epoch
         ms from the value) defaults to the message's timestamp. The pipeline owns that
-        aggregate type: nothing else should append to it.
+        aggregate type: nothing else should append to it, and one pipeline should emit
+        it from one source (versions are counted in that source's state).
         """
         topic = self._output_topic(aggregate_type)
         state_key = f"kes.emit.{aggregate_type}.version"
@@ -354,9 +355,10 @@ class Streams:
         out.to_topic(topic)
 
     def to_topic(self, sdf: StreamingDataFrame, name: str, partitions: int = 1) -> Topic:
-        """Write values as JSON to a plain (not kes-event) topic, created durable."""
+        """Write values as JSON to a plain (not kes-event) topic, created with the
+        settings of an event topic (nothing deleted, min ISR)."""
         rf = self._topics.replication_factor()
-        self._topics.ensure(name, partitions, dlq.dlq_topic_configs(rf), rf)
+        self._topics.ensure(name, partitions, event_topic_configs(rf), rf)
         topic = self.app.topic(
             name, value_serializer=JsonSerializer(), key_serializer=KeySerializer()
         )
