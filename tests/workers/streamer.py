@@ -4,9 +4,11 @@ own pipeline name (so tests never share groups or topics) until SIGTERM or kill 
 from __future__ import annotations
 
 import argparse
+import faulthandler
 import json
 import logging
 import os
+import signal
 
 from kes.store.kafka import KafkaConfig
 from kes.streams import Pipeline
@@ -20,6 +22,7 @@ def main() -> None:
     parser.add_argument("--name", required=True)
     parser.add_argument("--state-dir", required=True)
     args = parser.parse_args()
+    faulthandler.register(signal.SIGUSR1, all_threads=True)  # tests ask for stacks when stuck
     logging.basicConfig(level=logging.WARNING, format="%(asctime)s %(name)s %(message)s")
     template = load_pipeline(args.pipeline)
     pipeline = Pipeline(args.name, template.build, aggregates=template.aggregates)

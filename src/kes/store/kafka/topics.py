@@ -2,9 +2,10 @@
 
 from __future__ import annotations
 
+import time
 from dataclasses import dataclass
 
-from confluent_kafka import KafkaException, TopicCollection
+from confluent_kafka import KafkaError, KafkaException, TopicCollection
 from confluent_kafka.admin import AdminClient, ConfigResource, NewTopic
 
 from kes.errors import StoreUnavailableError, TopicConfigError
@@ -93,7 +94,15 @@ class Topics:
             return None
         rf = len(next(iter(t.partitions.values())).replicas)
         resource = ConfigResource(ConfigResource.Type.TOPIC, name)
-        configs = self.admin.describe_configs([resource])[resource].result(timeout=10)
+        try:
+            configs = self.admin.describe_configs([resource])[resource].result(timeout=10)
+        except KafkaException as exc:
+            if exc.args and exc.args[0].code() == KafkaError.UNKNOWN_TOPIC_OR_PART:
+                # Just created: the broker asked for configs has not heard of it yet.
+                return None
+            raise StoreUnavailableError(
+                f"Kafka at {self.config.bootstrap_servers} could not describe topic {name}: {exc}."
+            ) from exc
         values = {k: v.value for k, v in configs.items() if v.value is not None}
         try:
             description = self.admin.describe_topics(TopicCollection([name]))[name]
@@ -120,8 +129,6 @@ class Topics:
         return info
 
     def _wait_described(self, name: str) -> TopicInfo:
-        import time
-
         deadline = time.monotonic() + 30
         while time.monotonic() < deadline:
             info = self.describe(name)
