@@ -11,7 +11,6 @@ import dataclasses
 import json
 import random
 import shutil
-import signal
 import subprocess
 import sys
 import threading
@@ -29,9 +28,7 @@ from confluent_kafka.admin import AdminClient
 from examples.bank import streams as bank_streams
 
 from kes import NewEvent
-from kes.broker import LocalCluster
 from kes.projections import dlq
-from kes.projections.admin import group_status
 from kes.store.kafka import KafkaConfig, KafkaEventStore
 from kes.streams import Pipeline
 
@@ -367,80 +364,6 @@ def test_a_restarted_pipeline_without_its_state_folder_restores_it_from_the_chan
     assert bank_results(config) == expected
     # Versions go on from where the first run stopped: the emit counters came back too.
     versions_are_gapless(outputs(config, "AccountActivity") + outputs(config, "AccountRisk"))
-
-
-@pytest.mark.cluster
-def test_pipeline_results_are_exact_through_a_broker_crash_on_three_nodes(
-    cluster3: LocalCluster,
-    kafka_config: KafkaConfig,
-    unique: str,
-    tmp_path: Path,
-    workers: list[subprocess.Popen[bytes]],
-) -> None:
-    config = dataclasses.replace(kafka_config, bootstrap_servers=cluster3.bootstrap_servers)
-    name = f"{unique}-3nodes"
-    exits: list[int] = []
-
-    def supervise() -> None:
-        """Restart the pipeline when it exits, as a process supervisor would."""
-        if workers and workers[-1].poll() is None:
-            return
-        if workers:
-            exits.append(workers[-1].returncode)
-        workers.append(spawn(config, "examples.bank.streams:monitoring", name, tmp_path / "state"))
-
-    def settled(expected: tuple[Counter[tuple[Any, ...]], ...]) -> bool:
-        supervise()
-        return bank_results(config) == expected
-
-    with KafkaEventStore(config) as store:
-        traffic = BankTraffic(store, config, accounts=6)
-        supervise()
-        try:
-            assert wait_until(lambda: len(outputs(config, "AccountActivity")) > 0, 120)
-            victim = cluster3.nodes[1].node_id
-            cluster3.kill(victim)
-            deadline = time.monotonic() + 10
-            while time.monotonic() < deadline:
-                supervise()
-                time.sleep(0.5)
-            cluster3.restart(victim)
-            time.sleep(3)
-        finally:
-            traffic.stop()
-        expected = expected_bank(config)
-        wait_until(lambda: settled(expected), 180, every=3)
-        time.sleep(2)
-        activity, alerts = bank_results(config)
-        lag = {
-            (p.topic, p.partition): (p.committed, p.end, p.lag, p.owner)
-            for p in group_status(config, Pipeline(name, bank_streams.monitor).group).partitions
-        }
-        alive = [w.poll() is None for w in workers]
-        if activity != expected[0]:
-            for w in workers:
-                if w.poll() is None:
-                    w.send_signal(signal.SIGUSR1)  # its stacks, to see where it is stuck
-            time.sleep(1)
-        assert (activity - expected[0], expected[0] - activity) == (Counter(), Counter()), (
-            lag,
-            alive,
-            exits,
-        )
-        assert (alerts - expected[1], expected[1] - alerts) == (Counter(), Counter())
-        versions_are_gapless(outputs(config, "AccountActivity") + outputs(config, "AccountRisk"))
-        # Every topic the pipeline writes is replicated like the event topics.
-        admin = AdminClient({"bootstrap.servers": config.bootstrap_servers})
-        written = [
-            t
-            for t in admin.list_topics(timeout=10).topics
-            if name in t or t in (config.topic("AccountActivity"), config.topic("AccountRisk"))
-        ]
-        assert any(t.startswith("changelog__") for t in written), written
-        for t in written:
-            info = store.topics.describe(t)
-            assert info is not None and info.replication_factor == 3, t
-    print(f"\n3 nodes, broker {victim} killed for 10 s: results exact; pipeline exits {exits}")
 
 
 # ---- 2: event time, grace and late records -------------------------------------------
