@@ -89,37 +89,72 @@ def outcomes(*paths: Path) -> Outcomes:
     return result
 
 
-def read_log(bootstrap_servers: str, topic: str, partitions: int) -> list[dict[str, Any]]:
-    """Every committed record of ``topic``, in offset order per partition, with a plain
-    read_committed consumer (no kes code involved)."""
+@dataclass
+class Record:
+    partition: int
+    offset: int
+    key: bytes | None
+    value: bytes | None
+    headers: dict[str, bytes]
+
+    def json(self) -> dict[str, Any]:
+        assert self.value is not None
+        result: dict[str, Any] = json.loads(self.value)
+        return result
+
+
+def read_topic(
+    bootstrap: str, topic: str, partitions: int | None = None, seconds: float = 60
+) -> list[Record]:
+    """Every committed record of ``topic`` (its first ``partitions``, default all), in offset
+    order per partition, by a plain read_committed consumer (no kes code involved)."""
     consumer = Consumer(
         {
-            "bootstrap.servers": bootstrap_servers,
-            "group.id": uuid.uuid4().hex,
+            "bootstrap.servers": bootstrap,
+            "group.id": f"reader-{time.monotonic_ns()}",
             "isolation.level": "read_committed",
             "enable.partition.eof": True,
             "enable.auto.commit": False,
         }
     )
-    consumer.assign([TopicPartition(topic, p, 0) for p in range(partitions)])
-    records: list[dict[str, Any]] = []
-    done: set[int] = set()
-    deadline = time.monotonic() + 120
-    while len(done) < partitions and time.monotonic() < deadline:
-        msg = consumer.poll(1.0)
-        if msg is None:
-            continue
-        if msg.error() is not None:
-            if msg.error().code() == KafkaError._PARTITION_EOF:
-                done.add(msg.partition())
-            continue
-        env = json.loads(msg.value())
-        env["_partition"], env["_offset"] = msg.partition(), msg.offset()
-        env["_key"] = msg.key().decode()
-        records.append(env)
-    consumer.close()
-    assert len(done) == partitions, "could not read every partition to its end"
-    return records
+    try:
+        meta = consumer.list_topics(topic, timeout=10).topics[topic]
+        if meta.error is not None:
+            return []
+        count = len(meta.partitions) if partitions is None else partitions
+        consumer.assign([TopicPartition(topic, p, 0) for p in range(count)])
+        out: list[Record] = []
+        done: set[int] = set()
+        deadline = time.monotonic() + seconds
+        while len(done) < count and time.monotonic() < deadline:
+            msg = consumer.poll(1.0)
+            if msg is None:
+                continue
+            if msg.error() is not None:
+                if msg.error().code() == KafkaError._PARTITION_EOF:
+                    done.add(msg.partition())
+                continue
+            headers = {k: v for k, v in (msg.headers() or [])}
+            out.append(Record(msg.partition(), msg.offset(), msg.key(), msg.value(), headers))
+        assert len(done) == count, f"could not read every partition of {topic} to its end"
+        return out
+    finally:
+        consumer.close()
+
+
+def read_log(bootstrap_servers: str, topic: str, partitions: int) -> list[dict[str, Any]]:
+    """The envelopes of ``topic`` as dicts, with ``_partition``, ``_offset`` and ``_key``."""
+    records = read_topic(bootstrap_servers, topic, partitions, seconds=120)
+    assert all(r.key is not None for r in records), f"a record of {topic} has no key"
+    return [
+        {
+            **r.json(),
+            "_partition": r.partition,
+            "_offset": r.offset,
+            "_key": (r.key or b"").decode(),
+        }
+        for r in records
+    ]
 
 
 def check_streams(records: list[dict[str, Any]]) -> dict[str, list[dict[str, Any]]]:

@@ -23,7 +23,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from confluent_kafka import Consumer, KafkaError, Producer, TopicPartition
+from confluent_kafka import Producer
 from confluent_kafka.admin import AdminClient
 from examples.bank import streams as bank_streams
 
@@ -31,6 +31,7 @@ from kes import NewEvent
 from kes.projections import dlq
 from kes.store.kafka import KafkaConfig, KafkaEventStore
 from kes.streams import Pipeline
+from tests.faults import read_topic
 
 pytestmark = [pytest.mark.kafka, pytest.mark.slow]
 
@@ -41,55 +42,6 @@ HOUR_MS = 3_600_000
 
 def ms(t: datetime) -> int:
     return int(t.timestamp() * 1000)
-
-
-@dataclasses.dataclass
-class Record:
-    partition: int
-    offset: int
-    key: bytes | None
-    value: bytes | None
-    headers: dict[str, bytes]
-
-    def json(self) -> dict[str, Any]:
-        assert self.value is not None
-        result: dict[str, Any] = json.loads(self.value)
-        return result
-
-
-def read_topic(bootstrap: str, topic: str) -> list[Record]:
-    """Every committed record of ``topic`` (all partitions), by a plain consumer."""
-    consumer = Consumer(
-        {
-            "bootstrap.servers": bootstrap,
-            "group.id": f"reader-{time.monotonic_ns()}",
-            "isolation.level": "read_committed",
-            "enable.partition.eof": True,
-            "enable.auto.commit": False,
-        }
-    )
-    try:
-        meta = consumer.list_topics(topic, timeout=10).topics[topic]
-        if meta.error is not None:
-            return []
-        consumer.assign([TopicPartition(topic, p, 0) for p in meta.partitions])
-        out: list[Record] = []
-        done: set[int] = set()
-        deadline = time.monotonic() + 60
-        while len(done) < len(meta.partitions) and time.monotonic() < deadline:
-            msg = consumer.poll(1.0)
-            if msg is None:
-                continue
-            if msg.error() is not None:
-                if msg.error().code() == KafkaError._PARTITION_EOF:
-                    done.add(msg.partition())
-                continue
-            headers = {k: v for k, v in (msg.headers() or [])}
-            out.append(Record(msg.partition(), msg.offset(), msg.key(), msg.value(), headers))
-        assert len(done) == len(meta.partitions), f"could not read {topic} to its end"
-        return out
-    finally:
-        consumer.close()
 
 
 def wait_until(check: Callable[[], bool], timeout: float, every: float = 1.0) -> bool:

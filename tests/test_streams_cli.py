@@ -21,7 +21,8 @@ from kes.application import Application
 from kes.cli import cli
 from kes.projections import ProjectionRunner
 from kes.store.kafka import KafkaConfig, KafkaEventStore
-from tests.test_streams import outputs, read_topic, wait_until
+from tests.faults import read_topic
+from tests.test_streams import outputs, wait_until
 
 pytestmark = [pytest.mark.kafka]
 
