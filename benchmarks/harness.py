@@ -86,11 +86,9 @@ class Bench:
         """A KafkaConfig with topics, groups and index files of its own."""
         from kes.store.kafka import KafkaConfig
 
-        prefix = f"bench{self.tag}.{name}."
         values: dict[str, Any] = {
             "bootstrap_servers": self.bootstrap,
-            "topic_prefix": prefix,
-            "group_prefix": prefix + "writers.",
+            "namespace": f"bench{self.tag}.{name}",
             "index_dir": str(self.scratch / name / "index"),
             "partitions": self.partitions,
         }

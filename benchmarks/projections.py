@@ -21,10 +21,11 @@ from confluent_kafka import Consumer, Producer, TopicPartition
 
 from benchmarks.common import Row, peak_rss_mib, table, write
 from kes.envelope import NewEvent, RecordedEvent, encode, headers, to_envelope
+from kes.kafka.clients import reader_conf
+from kes.kafka.topics import Topics
 from kes.partitioning import partition_for
 from kes.projections import Projection, ProjectionRunner, RunStats, SqlProjection, Tx
 from kes.store.kafka import KafkaConfig
-from kes.store.kafka.topics import Topics
 
 ROOT = Path(__file__).resolve().parent.parent
 TYPE = "BenchUser"
@@ -64,16 +65,14 @@ def fill(config: KafkaConfig, n: int, aggregates: int = 10_000) -> str:
     """Write ``n`` envelopes (as the store writes them) into a fresh event topic."""
     topic = Topics(config).ensure_event_topic(TYPE).name
     producer = Producer(
-        dict(
-            config.base(),
-            **{
-                "acks": "all",
-                "enable.idempotence": True,
-                "linger.ms": 20,
-                "batch.size": 1_000_000,
-                "compression.type": "lz4",
-            },
-        )
+        {
+            "bootstrap.servers": config.bootstrap_servers,
+            "acks": "all",
+            "enable.idempotence": True,
+            "linger.ms": 20,
+            "batch.size": 1_000_000,
+            "compression.type": "lz4",
+        }
     )
     versions = [0] * aggregates
     for i in range(n):
@@ -113,7 +112,7 @@ def fill(config: KafkaConfig, n: int, aggregates: int = 10_000) -> str:
 def phase_raw(config: KafkaConfig, topic: str, n: int) -> dict[str, Any]:
     """A plain consumer: consume(num_messages, timeout) batches, value bytes touched."""
     consumer = Consumer(
-        config.reader(**{"queued.max.messages.kbytes": 65536, "fetch.max.bytes": 52428800})
+        reader_conf(config, **{"queued.max.messages.kbytes": 65536, "fetch.max.bytes": 52428800})
     )
     consumer.assign([TopicPartition(topic, p, 0) for p in range(PARTITIONS)])
     seen = 0

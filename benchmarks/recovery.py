@@ -29,9 +29,9 @@ from benchmarks.common import ROOT, peak_rss_mib
 from benchmarks.harness import DURABILITY, Bench
 from kes import StoreUnavailableError
 from kes.envelope import encode, headers, to_envelope
+from kes.kafka.topics import Topics
 from kes.partitioning import partition_for
 from kes.store.kafka import KafkaConfig, KafkaEventStore
-from kes.store.kafka.topics import Topics
 
 AGGREGATE = "BenchRecovery"
 
@@ -71,7 +71,7 @@ def child_args(config: KafkaConfig) -> list[str]:
         "--bootstrap",
         config.bootstrap_servers,
         "--prefix",
-        config.topic_prefix,
+        config.ns,
         "--index-dir",
         config.index_dir,
         "--partitions",
@@ -191,8 +191,7 @@ def run(bench: Bench) -> None:
 def own(args: argparse.Namespace) -> None:
     config = KafkaConfig(
         bootstrap_servers=args.bootstrap,
-        topic_prefix=args.prefix,
-        group_prefix=args.prefix + "writers.",
+        namespace=args.prefix,
         index_dir=args.index_dir,
         partitions=args.partitions,
     )
@@ -205,7 +204,7 @@ def own(args: argparse.Namespace) -> None:
         time.sleep(0.02)
     ready = time.perf_counter() - t
     member = store.member(AGGREGATE)
-    aggregates = sum(len(w.index) for w in member.writers.values())
+    aggregates = sum(len(w.index) for w in member.owned().values())
     print(
         json.dumps(
             {

@@ -15,8 +15,7 @@ from benchmarks.common import latency_ms
 from benchmarks.harness import Bench
 from kes import Application
 from kes.snapshots import take_snapshot
-from kes.snapshots_kafka import KafkaSnapshotStore
-from kes.store.kafka import KafkaEventStore
+from kes.store.kafka import KafkaEventStore, KafkaSnapshotStore
 
 CHUNK = 500  # events per append while building a long stream
 

@@ -72,8 +72,7 @@ def main() -> None:
         tag = uuid.uuid4().hex[:8]
         config = KafkaConfig(
             bootstrap_servers=servers,
-            topic_prefix=f"bench{tag}.events.",
-            group_prefix=f"bench{tag}.writers.",
+            namespace=f"bench{tag}",
             index_dir=f"/tmp/kes-bench-{tag}",
             partitions=1,
         )

@@ -19,7 +19,7 @@ from benchmarks.common import Row, peak_rss_mib, percentile, table, write
 from kes import NO_STREAM, NewEvent
 from kes.envelope import encode, headers, to_envelope
 from kes.store.kafka import KafkaConfig, KafkaEventStore, rebuild_index
-from kes.store.kafka.index import PartitionIndex
+from kes.store.kafka._index import PartitionIndex
 
 PAYLOAD = {"userId": "abc123", "username": "jdoe", "email": "jdoe@example.com", "n": 0}
 
@@ -128,12 +128,11 @@ def index_memory(aggregates: int, events_each: int) -> tuple[float, float]:
     before = peak_rss_mib()
     index = PartitionIndex("bench", 0)
     offset = 0
-    with index.lock:
-        for a in range(aggregates):
-            key = f"{uuid.UUID(int=a)}"
-            for v in range(1, events_each + 1):
-                index.record(key, v, offset)
-                offset += 1
+    for a in range(aggregates):
+        key = f"{uuid.UUID(int=a)}"
+        for v in range(1, events_each + 1):
+            index.record(key, v, offset)
+            offset += 1
     after = peak_rss_mib()
     assert len(index) == aggregates
     del index
@@ -150,8 +149,7 @@ def main() -> None:
     run = uuid.uuid4().hex[:6]
     config = KafkaConfig(
         bootstrap_servers=bootstrap,
-        topic_prefix=f"bench{run}.",
-        group_prefix=f"bench{run}.",
+        namespace=f"bench{run}",
         index_dir=f"/tmp/kes-bench-{run}",
         partitions=12,
     )

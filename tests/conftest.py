@@ -61,8 +61,7 @@ def unique() -> str:
 def kafka_config(bootstrap_servers: str, unique: str, tmp_path: Path) -> KafkaConfig:
     return KafkaConfig(
         bootstrap_servers=bootstrap_servers,
-        topic_prefix=f"{unique}.events.",
-        group_prefix=f"{unique}.writers.",
+        namespace=unique,
         index_dir=str(tmp_path / "index"),
         partitions=4,
         session_timeout_ms=6000,

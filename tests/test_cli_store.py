@@ -36,7 +36,7 @@ def filled(kafka_store: KafkaEventStore) -> KafkaConfig:
 
 
 def common(config: KafkaConfig) -> list[str]:
-    return ["--bootstrap-servers", config.bootstrap_servers, "--topic-prefix", config.topic_prefix]
+    return ["--bootstrap-servers", config.bootstrap_servers, "--namespace", config.ns]
 
 
 def test_topics_lists_event_topics_with_their_settings(filled: KafkaConfig) -> None:

@@ -11,7 +11,14 @@ from typing import Any, ClassVar
 import msgspec
 import pytest
 
-from kes.domain import Aggregate, DomainEvent, UnknownEventError, Upcaster, event
+from kes.domain import (
+    Aggregate,
+    DomainEvent,
+    UnknownEventError,
+    Upcaster,
+    VersionGapError,
+    event,
+)
 from kes.envelope import RecordedEvent
 from kes.errors import InvalidInputError, KesError, SerializationError
 from kes.store import NO_STREAM, MemoryEventStore
@@ -270,7 +277,7 @@ def test_replay_refuses_a_stream_with_a_version_gap() -> None:
     dog = Dog("d1", "Rex")
     dog.add_trick("sit")
     events = stored(dog)
-    with pytest.raises(UnknownEventError, match="gap"):
+    with pytest.raises(VersionGapError, match="gap"):
         Dog.replay(events[1:])
 
 

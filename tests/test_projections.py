@@ -144,7 +144,7 @@ def test_poison_records_are_parked_with_their_origin_and_the_group_goes_on(
     assert failing.attempts == 3 and "poison event" in failing.error
     assert failing.projection == name and failing.partition == bad.partition
     assert failing.offset < bad.offset
-    assert dlq_topic(name) == f"kes.dlq.{name}"
+    assert dlq_topic(kafka_config, name) == f"{kafka_config.ns}.dlq.{name}"
     if guarantee == "exactly_once":
         assert sqlite_totals(db) == {"a1": (2, 5)}
         store = SqliteCheckpointStore(db)

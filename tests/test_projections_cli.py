@@ -37,14 +37,14 @@ cli.add_command(dlq)
 def env(config: KafkaConfig) -> dict[str, str | None]:
     return {
         "KES_BOOTSTRAP_SERVERS": config.bootstrap_servers,
-        "KES_TOPIC_PREFIX": config.topic_prefix,
+        "KES_NAMESPACE": config.ns,
     }
 
 
 def invoke(config: KafkaConfig, *args: str) -> str:
     env = {
         "KES_BOOTSTRAP_SERVERS": config.bootstrap_servers,
-        "KES_TOPIC_PREFIX": config.topic_prefix,
+        "KES_NAMESPACE": config.ns,
     }
     result = CliRunner().invoke(cli, list(args), env=env, catch_exceptions=False)
     assert result.exit_code == 0, result.output

@@ -9,16 +9,15 @@ from collections.abc import Iterator
 from datetime import UTC, datetime
 
 import pytest
-from confluent_kafka.admin import AdminClient
 from examples.users.domain import User
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from kes.application import Repository
+from kes.kafka.topics import Topics
 from kes.snapshots import Snapshot
-from kes.snapshots_kafka import KafkaSnapshotStore, snapshot_topic
-from kes.store.kafka import KafkaConfig, KafkaEventStore
-from kes.store.kafka.topics import Topics
+from kes.store.kafka import KafkaConfig, KafkaEventStore, KafkaSnapshotStore
+from kes.store.kafka.snapshots import snapshot_topic
 
 pytestmark = pytest.mark.kafka
 
@@ -41,9 +40,8 @@ def snap(agg_id: str, version: int, email: str = "a@example.com") -> Snapshot:
 
 
 def delete_topic(config: KafkaConfig, name: str) -> None:
-    admin = AdminClient(config.base())
-    admin.delete_topics([name], operation_timeout=30)[name].result(timeout=60)
     topics = Topics(config)
+    topics.delete([name])
     deadline = time.monotonic() + 30
     while topics.describe(name) is not None and time.monotonic() < deadline:
         time.sleep(0.1)
@@ -54,7 +52,7 @@ def test_topic_is_compacted_and_outside_the_event_prefix(
 ) -> None:
     snapshots.put(snap("u1", 3))
     assert snapshots.topic == snapshot_topic(kafka_config)
-    assert not snapshots.topic.startswith(kafka_config.topic_prefix)
+    assert not snapshots.topic.startswith(kafka_config.events_prefix)
     info = Topics(kafka_config).describe(snapshots.topic)
     assert info is not None and info.configs["cleanup.policy"] == "compact"
     assert info.partitions == kafka_config.partitions

@@ -30,8 +30,8 @@ def test_restarted_writer_continues_from_its_persisted_index(kafka_config: Kafka
     with KafkaEventStore(kafka_config) as store:
         fill(store, 20, 5)
     with KafkaEventStore(kafka_config) as store:
-        writers = store.member("Acct").writers
         store.owned_partitions("Acct")
+        writers = store.member("Acct").owned()
         assert sum(w.restored_offset for w in writers.values()) >= 100
         assert sum(w.caught_up_events for w in writers.values()) == 0  # nothing re-read
         assert store.append("Acct", "a3", [ev(i=5)], 5).version == 6
@@ -45,7 +45,7 @@ def test_writer_without_an_index_rebuilds_it_from_the_log(kafka_config: KafkaCon
     shutil.rmtree(kafka_config.index_dir)
     with KafkaEventStore(kafka_config) as store:
         store.owned_partitions("Acct")
-        writers = store.member("Acct").writers
+        writers = store.member("Acct").owned()
         assert sum(w.caught_up_events for w in writers.values()) == 100
         after = {f"a{a}": store.stream_version("Acct", f"a{a}") for a in range(20)}
         assert after == before
@@ -62,7 +62,7 @@ def test_index_written_while_other_events_arrived_is_caught_up(
         store.append("Acct", "a1", [ev(), ev()], 2)
     with KafkaEventStore(kafka_config) as store:  # back with the old, stale index
         assert store.stream_version("Acct", "a1") == 4
-        writers = store.member("Acct").writers
+        writers = store.member("Acct").owned()
         assert sum(w.caught_up_events for w in writers.values()) == 2
 
 
@@ -122,7 +122,7 @@ def test_index_of_a_deleted_and_recreated_topic_is_not_trusted(
         fill(store, 10, 3)
     admin = AdminClient({"bootstrap.servers": kafka_config.bootstrap_servers})
     topic = kafka_config.topic("Acct")
-    admin.delete_topics([topic, topic + kafka_config.request_topic_suffix])[topic].result(30)
+    admin.delete_topics([topic, kafka_config.request_topic("Acct")])[topic].result(30)
     deadline = time.monotonic() + 30
     while topic in admin.list_topics(timeout=10).topics and time.monotonic() < deadline:
         time.sleep(0.2)

@@ -224,7 +224,7 @@ def test_exactly_once_through_kill_9_lost_state_and_scale_out(
     config = kafka_config
     traffic = BankTraffic(kafka_store, config)
     name = f"{unique}-monitoring"
-    group = Pipeline(name, bank_streams.monitor).group
+    group = Pipeline(name, bank_streams.monitor).group(config)
     source = config.topic("Account")
 
     def state(i: int) -> Path:
@@ -275,7 +275,7 @@ def test_exactly_once_through_kill_9_lost_state_and_scale_out(
     versions_are_gapless(outputs(config, "AccountActivity") + outputs(config, "AccountRisk"))
 
     # Bad input: each malformed record parked once, with its reason; nothing is late.
-    parked = read_topic(config.bootstrap_servers, dlq.dlq_topic(name))
+    parked = read_topic(config.bootstrap_servers, dlq.dlq_topic(config, name))
     assert sorted(r.value or b"" for r in parked) == sorted(traffic.malformed)
     assert len(traffic.malformed) >= 2
     for r in parked:
@@ -341,7 +341,7 @@ def test_out_of_order_events_land_in_their_window_and_late_ones_are_reported(
         store.close()
     name = f"{unique}-signups"
     workers.append(spawn(config, "examples.users.streams:signups_per_hour", name, tmp_path))
-    late_topic = f"kes.stream.{name}.late"
+    late_topic = config.late_topic(name)
 
     def done() -> bool:
         return len(outputs(config, "SignupRate")) >= 2 and bool(

@@ -81,7 +81,7 @@ def test_run_two_processes_status_and_alerts_into_a_read_model(
     env = {
         **os.environ,
         "KES_BOOTSTRAP_SERVERS": kafka_config.bootstrap_servers,
-        "KES_TOPIC_PREFIX": kafka_config.topic_prefix,
+        "KES_NAMESPACE": kafka_config.ns,
         "PYTHONPATH": os.pathsep.join([str(tmp_path), str(Path.cwd())]),
     }
     run = subprocess.Popen(

@@ -9,6 +9,7 @@ from quixstreams.models import SerializationContext
 
 from kes.envelope import Envelope, encode
 from kes.errors import InvalidInputError
+from kes.kafka.config import KafkaConfig
 from kes.streams import BadRecord, Pipeline
 from kes.streams.runner import load_pipeline
 from kes.streams.source import EventDeserializer, KeyDeserializer, KeySerializer, event_time
@@ -82,10 +83,17 @@ def test_pipeline_names_must_be_usable_in_topic_and_group_names() -> None:
         with pytest.raises(InvalidInputError, match="pipeline name"):
             Pipeline(bad, lambda streams: None)
     p = Pipeline("risk-1", lambda streams: None)
-    assert (p.group, p.dead_letter_topic, p.late_topic) == (
+    default = KafkaConfig()
+    assert (p.group(default), p.dead_letter_topic(default), p.late_topic(default)) == (
         "kes.stream.risk-1",
         "kes.dlq.risk-1",
         "kes.stream.risk-1.late",
+    )
+    other = KafkaConfig(namespace="shop")
+    assert (p.group(other), p.dead_letter_topic(other), p.late_topic(other)) == (
+        "shop.stream.risk-1",
+        "shop.dlq.risk-1",
+        "shop.stream.risk-1.late",
     )
 
 

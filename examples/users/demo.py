@@ -16,16 +16,17 @@ from rich.syntax import Syntax
 from rich.table import Table
 
 from examples.users.domain import User, UserDeactivatedError
+from kes import KafkaConfig
 from kes.application import Application
 from kes.envelope import Position
-from kes.store.kafka import KafkaConfig
 
 
 def read_raw(config: KafkaConfig, position: Position) -> tuple[str, list[tuple[str, str]], str]:
     """Key, headers and value of the record at ``position``, read with a plain consumer."""
     consumer = Consumer(
         {
-            **config.base(),
+            "bootstrap.servers": config.bootstrap_servers,
+            **config.client,
             "group.id": f"kes-demo-{uuid.uuid4().hex}",
             "enable.auto.commit": False,
             "isolation.level": "read_committed",

@@ -260,8 +260,7 @@ class Application:
         ``KafkaSnapshotStore`` on the same cluster. Nothing connects before first use.
         Close it (or use ``with``) to stop its Kafka clients and threads.
         """
-        from kes.snapshots_kafka import KafkaSnapshotStore
-        from kes.store.kafka import KafkaConfig, KafkaEventStore
+        from kes.store.kafka import KafkaConfig, KafkaEventStore, KafkaSnapshotStore
 
         config = KafkaConfig.from_env(**overrides)
         return cls(

@@ -55,6 +55,7 @@ __all__ = [
     "DomainEvent",
     "UnknownEventError",
     "Upcaster",
+    "VersionGapError",
     "event",
 ]
 
@@ -65,9 +66,19 @@ Upcaster = Callable[[dict[str, Any]], dict[str, Any]]
 class DomainError(KesError):
     """A command broke a business rule; nothing was recorded. Subclass it per rule."""
 
+    code = "domain"
+
 
 class UnknownEventError(KesError):
     """A recorded event has a type or schema version this aggregate class cannot apply."""
+
+    code = "unknown_event"
+
+
+class VersionGapError(KesError):
+    """A stream's versions skip a number: something other than kes wrote to its topic."""
+
+    code = "version_gap"
 
 
 class DomainEvent(msgspec.Struct, kw_only=True, rename="camel"):
@@ -354,7 +365,7 @@ class Aggregate:
                 elif not agg._kes_applying:
                     agg._kes_applying = True
                 if env.version != agg._kes_version + 1:
-                    raise UnknownEventError(
+                    raise VersionGapError(
                         f"{cls.__name__} {env.aggregate_id!r}: event {env.event_type} has version "
                         f"{env.version}, expected {agg._kes_version + 1}; the stream has a gap."
                     )

@@ -1,29 +1,67 @@
 """One exception hierarchy: every error kes raises is a :class:`KesError`.
 
+Grouped by what the caller can do about it::
+
+    KesError
+    ├── InvalidInputError (ValueError)    refused before anything was written: fix the input
+    │   ├── SerializationError            a payload or metadata value is not JSON
+    │   └── EventTooLargeError            an encoded event exceeds the topic's limit
+    ├── ConcurrencyError                  the stream moved; nothing written: reload, decide again
+    │   └── StreamExistsError             (expected NO_STREAM) it exists: a retry cannot help
+    ├── AggregateNotFoundError (LookupError)
+    ├── TransientError                    Kafka or ownership is in motion: retry, with the
+    │   │                                 same event ids (a repeated append is a no-op);
+    │   │                                 ``outcome`` says whether it may have been written
+    │   └── StoreUnavailableError         Kafka did not answer, or no owner did, in time
+    │       ├── NotOwnerError             the partition moved to another process
+    │       └── FencedError               a newer owner took over; this write was aborted
+    ├── AccessDeniedError                 the Kafka principal lacks a permission (ACL)
+    ├── TopicConfigError                  a topic's settings would lose or misplace events
+    ├── DomainError (kes.domain)          raised by aggregates' own rules
+    │   └── UnknownEventError, VersionGapError
+    ├── SchemaError (kes.schemas)         registry: Confluent error codes and HTTP statuses
+    ├── ProjectionError (kes.projections)
+    └── BrokerError (kes.broker)          the local development broker
+
 Each message says what happened, with the values involved, and what to do.
+Errors cross process boundaries (forwarded appends) by their stable ``code``.
 """
 
 from __future__ import annotations
+
+from typing import ClassVar, Literal
+
+Outcome = Literal["not_written", "unknown"]
 
 
 class KesError(Exception):
     """Root of every error raised by kes."""
 
+    code: ClassVar[str] = "kes_error"
+
 
 class InvalidInputError(KesError, ValueError):
     """The caller passed something kes cannot accept; nothing was written."""
+
+    code = "invalid_input"
 
 
 class SerializationError(InvalidInputError):
     """A payload or metadata value cannot be encoded as JSON."""
 
+    code = "serialization"
+
 
 class EventTooLargeError(InvalidInputError):
     """An encoded event is larger than the topic accepts."""
 
+    code = "event_too_large"
+
 
 class ConcurrencyError(KesError):
     """The stream was not at the expected version; nothing was written."""
+
+    code = "concurrency"
 
     def __init__(
         self, aggregate_type: str, aggregate_id: str, expected: object, actual: int
@@ -32,32 +70,112 @@ class ConcurrencyError(KesError):
         self.aggregate_id = aggregate_id
         self.expected = expected
         self.actual = actual
-        super().__init__(
-            f"{aggregate_type} {aggregate_id!r}: expected version {expected}, "
-            f"but the stream is at version {actual}. Nothing was written; "
+        super().__init__(self._describe())
+
+    def _describe(self) -> str:
+        expected = getattr(self.expected, "name", self.expected)
+        return (
+            f"{self.aggregate_type} {self.aggregate_id!r}: expected version {expected}, "
+            f"but the stream is at version {self.actual}. Nothing was written; "
             "reload the aggregate and retry the command."
+        )
+
+    @classmethod
+    def of(
+        cls, aggregate_type: str, aggregate_id: str, expected: object, actual: int
+    ) -> ConcurrencyError:
+        """The right error for a refused append: StreamExistsError for a create."""
+        if getattr(expected, "name", None) == "NO_STREAM":
+            return StreamExistsError(aggregate_type, aggregate_id, expected, actual)
+        return cls(aggregate_type, aggregate_id, expected, actual)
+
+
+class StreamExistsError(ConcurrencyError):
+    """An append that creates a stream (expected NO_STREAM) found it existing."""
+
+    code = "stream_exists"
+
+    def _describe(self) -> str:
+        return (
+            f"{self.aggregate_type} {self.aggregate_id!r} already exists (it is at version "
+            f"{self.actual}); nothing was written. Creating it again cannot succeed: load it, "
+            "or create the new aggregate under another id."
         )
 
 
 class AggregateNotFoundError(KesError, LookupError):
     """No events exist for the requested aggregate (or version / time)."""
 
+    code = "not_found"
 
-class NotOwnerError(KesError):
+
+class TransientError(KesError):
+    """Kafka, or the ownership of a partition, is in motion. Retrying with the same event
+    ids is safe: a repeated append is recognised and writes nothing.
+
+    ``outcome`` is ``"not_written"`` when nothing of the failed call can become visible,
+    ``"unknown"`` when it may have been written (a retry then tells which).
+    """
+
+    code = "transient"
+    default_outcome: ClassVar[Outcome] = "unknown"
+
+    def __init__(self, message: str, outcome: Outcome | None = None) -> None:
+        super().__init__(message)
+        self.outcome: Outcome = outcome or self.default_outcome
+
+
+class StoreUnavailableError(TransientError):
+    """Kafka, or the owner of a partition, could not be reached or did not answer in time."""
+
+    code = "unavailable"
+
+
+class NotOwnerError(StoreUnavailableError):
     """This process does not own the partition an aggregate lives in."""
 
+    code = "not_owner"
+    default_outcome = "not_written"
 
-class FencedError(KesError):
+
+class FencedError(StoreUnavailableError):
     """A newer writer took over a partition; this writer's work was aborted."""
+
+    code = "fenced"
+    default_outcome = "not_written"
+
+
+class AccessDeniedError(KesError):
+    """Kafka refused an operation: the principal lacks a permission (ACL)."""
+
+    code = "access_denied"
 
 
 class TopicConfigError(KesError):
-    """An event topic exists with settings that would lose or misplace events."""
+    """A topic exists with settings that would lose or misplace events."""
+
+    code = "topic_config"
 
 
-class StoreUnavailableError(KesError):
-    """Kafka could not be reached or did not answer in time."""
+def by_code(code: str) -> type[KesError]:
+    """The error class of a stable ``code`` (for errors sent between processes)."""
+    return _BY_CODE.get(code, StoreUnavailableError)
 
 
-class BrokerError(KesError):
-    """A local Apache Kafka node could not be fetched, started or stopped."""
+_BY_CODE: dict[str, type[KesError]] = {
+    cls.code: cls
+    for cls in (
+        InvalidInputError,
+        SerializationError,
+        EventTooLargeError,
+        ConcurrencyError,
+        StreamExistsError,
+        AggregateNotFoundError,
+        TransientError,
+        StoreUnavailableError,
+        NotOwnerError,
+        FencedError,
+        AccessDeniedError,
+        TopicConfigError,
+    )
+}

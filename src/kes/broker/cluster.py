@@ -19,8 +19,8 @@ from dataclasses import asdict, dataclass, field
 from importlib import resources
 from pathlib import Path
 
+from kes.broker.errors import BrokerError
 from kes.broker.jars import java_executable, libs_dir
-from kes.errors import BrokerError
 
 DEFAULT_PORT = 9092
 DEFAULT_DATA_DIR = ".kes/broker"
@@ -183,12 +183,12 @@ class LocalCluster:
 
     def wait_ready(self, timeout: float = 120.0) -> None:
         """Block until every running node is in the cluster metadata."""
-        from confluent_kafka.admin import AdminClient
+        from kes.kafka.clients import admin_at
 
         for n in self.nodes:
             n.is_running()  # refresh pids: another process may have restarted a node
         expected = {n.node_id for n in self.nodes if n.pid is not None}
-        admin = AdminClient({"bootstrap.servers": self.bootstrap_servers, "log_level": 0})
+        admin = admin_at(self.bootstrap_servers, log_level=0)
         deadline = time.monotonic() + timeout
         seen: set[int] = set()
         while time.monotonic() < deadline:
@@ -252,6 +252,10 @@ class LocalCluster:
             "share.coordinator.state.topic.replication.factor": rf,
             "share.coordinator.state.topic.min.isr": min_isr,
             "group.initial.rebalance.delay.ms": 0,
+            # A writer that dies mid-transaction holds back readers and the next owner until
+            # the coordinator aborts it: check for timed-out transactions every second
+            # (Kafka's default sweep is every 10 s), so the wait is the timeout, not +10 s.
+            "transaction.abort.timed.out.transaction.cleanup.interval.ms": 1000,
             # Notice a dead node within seconds (it leaves every ISR when fenced), so a
             # local crash test sees the failover rather than a 30 s stall of acks=all.
             "broker.session.timeout.ms": 4000,

@@ -7,7 +7,7 @@ import shutil
 import subprocess
 from pathlib import Path
 
-from kes.errors import BrokerError
+from kes.broker.errors import BrokerError
 
 DEFAULT_KAFKA_VERSION = "4.1.1"
 LOG4J_VERSION = "2.25.3"

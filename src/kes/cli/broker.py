@@ -9,7 +9,7 @@ from rich.console import Console
 from rich.table import Table
 
 from kes.broker import DEFAULT_DATA_DIR, DEFAULT_PORT, LocalCluster
-from kes.errors import BrokerError
+from kes.broker.errors import BrokerError
 
 data_dir_option = click.option(
     "--data-dir",

@@ -6,45 +6,50 @@ import json
 from datetime import UTC, datetime
 
 import click
-from confluent_kafka import Consumer, KafkaException, TopicPartition
+from confluent_kafka import KafkaException, TopicPartition
 from rich.console import Console
 from rich.table import Table
 
 from kes.cli.options import bootstrap_option, json_option, kafka_config, prefix_option
 from kes.envelope import Position, RecordedEvent, decode
+from kes.kafka.clients import plain_consumer
+from kes.kafka.config import KafkaConfig
+from kes.kafka.errors import kafka_errors
 from kes.projections.admin import load_projection
 from kes.projections.checkpoints import open_checkpoints
 from kes.projections.dlq import Parked, dlq_topic, read_parked
 from kes.projections.errors import ProjectionError
 from kes.projections.projection import KafkaProcessor, SqlProjection, dispatch
 from kes.projections.runner import database_url
-from kes.store.kafka.config import KafkaConfig
 
 
 @click.group()
 def dlq() -> None:
-    """Records a projection could not handle, parked in kes.dlq.<projection>."""
+    """Records a projection could not handle, parked in <namespace>.dlq.<projection>."""
 
 
-def _replay_group(projection: str) -> str:
-    return f"kes.dlq-replay.{projection}"
+def _replay_group(config: KafkaConfig, projection: str) -> str:
+    return f"{config.ns}.dlq-replay.{projection}"
 
 
 def _replayed_up_to(config: KafkaConfig, projection: str) -> int:
-    c = Consumer(dict(config.base(), **{"group.id": _replay_group(projection)}))
+    c = plain_consumer(config, _replay_group(config, projection))
     try:
-        [tp] = c.committed([TopicPartition(dlq_topic(projection), 0)], timeout=10)
+        with kafka_errors(f"reading how far {dlq_topic(config, projection)} was replayed"):
+            [tp] = c.committed([TopicPartition(dlq_topic(config, projection), 0)], timeout=10)
     finally:
         c.close()
     return max(0, int(tp.offset))
 
 
 def _mark_replayed(config: KafkaConfig, projection: str, next_offset: int) -> None:
-    c = Consumer(dict(config.base(), **{"group.id": _replay_group(projection)}))
+    c = plain_consumer(config, _replay_group(config, projection))
     try:
-        c.commit(
-            offsets=[TopicPartition(dlq_topic(projection), 0, next_offset)], asynchronous=False
-        )
+        with kafka_errors(f"recording how far {dlq_topic(config, projection)} was replayed"):
+            c.commit(
+                offsets=[TopicPartition(dlq_topic(config, projection), 0, next_offset)],
+                asynchronous=False,
+            )
     finally:
         c.close()
 
@@ -90,7 +95,7 @@ def list_(
             str(r["parkedAt"]),
         )
     Console().print(table)
-    click.echo(f"{len(rows)} parked record(s) in {dlq_topic(projection)}")
+    click.echo(f"{len(rows)} parked record(s) in {dlq_topic(config, projection)}")
 
 
 @dlq.command()
@@ -117,7 +122,7 @@ def replay(spec: str, database: str | None, bootstrap_servers: str, topic_prefix
     try:
         for p in read_parked(config, name, _replayed_up_to(config, name)):
             if p.value is None:
-                raise ProjectionError(f"{dlq_topic(name)}@{p.dlq_offset} has no value.")
+                raise ProjectionError(f"{dlq_topic(config, name)}@{p.dlq_offset} has no value.")
             try:
                 event = RecordedEvent(decode(p.value), Position(p.topic, p.partition, p.offset))
                 if store is not None:
@@ -127,14 +132,15 @@ def replay(spec: str, database: str | None, bootstrap_servers: str, topic_prefix
                     dispatch(projection, event)
             except Exception as exc:
                 raise ProjectionError(
-                    f"{dlq_topic(name)}@{p.dlq_offset} ({p.topic}[{p.partition}]@{p.offset}) "
-                    f"still fails: {type(exc).__name__}: {exc}. {done} record(s) before it "
+                    f"{dlq_topic(config, name)}@{p.dlq_offset} "
+                    f"({p.topic}[{p.partition}]@{p.offset}) still fails: "
+                    f"{type(exc).__name__}: {exc}. {done} record(s) before it "
                     "were replayed; fix the handler (or the data) and run again."
                 ) from exc
             _mark_replayed(config, name, p.dlq_offset + 1)
             done += 1
     except KafkaException as exc:
-        raise ProjectionError(f"replay of {dlq_topic(name)} stopped: {exc}") from exc
+        raise ProjectionError(f"replay of {dlq_topic(config, name)} stopped: {exc}") from exc
     finally:
         if store is not None:
             store.close()

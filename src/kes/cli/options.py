@@ -6,7 +6,7 @@ from typing import Any
 
 import click
 
-from kes.store.kafka import KafkaConfig
+from kes.kafka.config import KafkaConfig
 
 json_option = click.option("--json", "as_json", is_flag=True, help="Machine-readable output.")
 bootstrap_option = click.option(
@@ -16,17 +16,38 @@ bootstrap_option = click.option(
     show_default=True,
     help="Kafka to talk to (env KES_BOOTSTRAP_SERVERS).",
 )
-prefix_option = click.option(
-    "--topic-prefix",
-    envvar="KES_TOPIC_PREFIX",
-    default="kes.events.",
-    show_default=True,
-    help="Prefix of event topic names (env KES_TOPIC_PREFIX).",
-)
 
 
-def kafka_config(bootstrap_servers: str, topic_prefix: str, **extra: Any) -> KafkaConfig:
-    """The environment's KafkaConfig with the command line's servers and prefix on top."""
+def _remember_namespace(ctx: click.Context, _param: click.Parameter, value: str | None) -> None:
+    if value is not None:
+        ctx.meta["kes.namespace"] = value
+
+
+def prefix_option(fn: Any) -> Any:
+    """``--namespace`` (every name kes gives Kafka) and ``--topic-prefix`` (event topics
+    only); the command receives ``topic_prefix``."""
+    fn = click.option(
+        "--topic-prefix",
+        envvar="KES_TOPIC_PREFIX",
+        default=None,
+        help="Prefix of event topic names (env KES_TOPIC_PREFIX; default <namespace>.events.).",
+    )(fn)
+    return click.option(
+        "--namespace",
+        envvar="KES_NAMESPACE",
+        default=None,
+        expose_value=False,
+        callback=_remember_namespace,
+        is_eager=True,
+        help="Namespace of every topic, group and transactional id (env KES_NAMESPACE; "
+        "default kes).",
+    )(fn)
+
+
+def kafka_config(bootstrap_servers: str, topic_prefix: str | None, **extra: Any) -> KafkaConfig:
+    """The environment's KafkaConfig with the command line's settings on top."""
+    ctx = click.get_current_context(silent=True)
+    namespace = ctx.meta.get("kes.namespace") if ctx is not None else None
     return KafkaConfig.from_env(
-        bootstrap_servers=bootstrap_servers, topic_prefix=topic_prefix, **extra
+        bootstrap_servers=bootstrap_servers, topic_prefix=topic_prefix, namespace=namespace, **extra
     )

@@ -13,10 +13,10 @@ import click
 from kes.cli.options import bootstrap_option, json_option
 from kes.domain import Aggregate
 from kes.errors import InvalidInputError
+from kes.kafka.config import KafkaConfig
 from kes.schemas.compatibility import json_differences
 from kes.schemas.generate import aggregate_schemas
 from kes.schemas.registry import DEFAULT_TOPIC, SchemaRegistry
-from kes.store.kafka import KafkaConfig
 
 topic_option = click.option(
     "--topic",

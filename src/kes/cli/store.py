@@ -12,8 +12,11 @@ from rich.table import Table
 
 from kes.cli.options import bootstrap_option, json_option, kafka_config, prefix_option
 from kes.envelope import RecordedEvent
-from kes.store.kafka import KafkaConfig, KafkaEventStore, rebuild_index
-from kes.store.kafka.topics import Topics
+from kes.kafka.clients import reader
+from kes.kafka.config import KafkaConfig
+from kes.kafka.consume import watermarks
+from kes.kafka.topics import Topics
+from kes.store.kafka import KafkaEventStore, rebuild_index
 
 
 def _event_dict(e: RecordedEvent) -> dict[str, Any]:
@@ -170,14 +173,9 @@ def tail_events(
 
 
 def _ends(config: KafkaConfig, topic: str, partitions: int) -> dict[int, int]:
-    from confluent_kafka import Consumer, TopicPartition
-
-    c = Consumer(config.reader())
+    c = reader(config)
     try:
-        return {
-            p: c.get_watermark_offsets(TopicPartition(topic, p), timeout=10)[1]
-            for p in range(partitions)
-        }
+        return {p: watermarks(c, topic, p)[1] for p in range(partitions)}
     finally:
         c.close()
 

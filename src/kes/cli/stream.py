@@ -68,8 +68,8 @@ def run(
         raise SystemExit(_runner().run_processes(spec, config, processes, state_dir, level))
     pipeline = _runner().load_pipeline(spec)
     click.echo(
-        f"{pipeline.name}: group {pipeline.group}, dead letters to "
-        f"{pipeline.dead_letter_topic}, late records to {pipeline.late_topic}",
+        f"{pipeline.name}: group {pipeline.group(config)}, dead letters to "
+        f"{pipeline.dead_letter_topic(config)}, late records to {pipeline.late_topic(config)}",
         err=True,
     )
     streams = pipeline.application(

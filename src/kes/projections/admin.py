@@ -4,33 +4,30 @@ lag per partition), rewind for a replay, run several processes."""
 from __future__ import annotations
 
 import dataclasses
-import importlib
-import multiprocessing
 import signal
-import sys
 import time
-from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import datetime
-from pathlib import Path
 from typing import Any
 
 from confluent_kafka import (
     Consumer,
     ConsumerGroupTopicPartitions,
-    KafkaError,
     KafkaException,
     TopicPartition,
 )
-from confluent_kafka.admin import AdminClient
 
-from kes.errors import KesError, StoreUnavailableError
+from kes.errors import StoreUnavailableError
+from kes.kafka.clients import plain_consumer, reader
+from kes.kafka.config import KafkaConfig
+from kes.kafka.consume import read_range, watermarks
+from kes.kafka.errors import kafka_errors
+from kes.kafka.topics import Topics
+from kes.processes import import_attribute, run_members
 from kes.projections.checkpoints import CheckpointStore, open_checkpoints
 from kes.projections.errors import ProjectionError
 from kes.projections.projection import KafkaProcessor, Projection, SqlProjection
 from kes.projections.runner import ProjectionRunner, database_url
-from kes.store.kafka.config import KafkaConfig
-from kes.store.kafka.topics import Topics
 
 
 def load_projection(spec: str) -> type[Projection]:
@@ -39,23 +36,6 @@ def load_projection(spec: str) -> type[Projection]:
     if not (isinstance(cls, type) and issubclass(cls, Projection)):
         raise ProjectionError(f"{spec!r}: {cls!r} is not a Projection subclass.")
     return cls
-
-
-def import_attribute(spec: str, example: str, error: type[KesError]) -> Any:
-    """``package.module:name`` to that object (the current directory is importable);
-    ``error`` names what is wrong, with ``example`` as what to write."""
-    module_name, _, attr = spec.partition(":")
-    if not module_name or not attr:
-        raise error(f"{spec!r} is not MODULE:NAME; write e.g. {example}.")
-    if str(Path.cwd()) not in sys.path:
-        sys.path.insert(0, str(Path.cwd()))
-    try:
-        module = importlib.import_module(module_name)
-    except ImportError as exc:
-        raise error(f"cannot import {module_name!r} (from {spec!r}): {exc}") from exc
-    if not hasattr(module, attr):
-        raise error(f"{spec!r}: module {module_name} has no {attr!r}.")
-    return getattr(module, attr)
 
 
 # ---- several processes ------------------------------------------------------------------
@@ -76,26 +56,6 @@ def run_processes(spec: str, config: KafkaConfig, processes: int, database: str 
     return run_members(
         _run_child, [(spec, fields, database, i) for i in range(processes)], "kes-project"
     )
-
-
-def run_members(target: Callable[..., None], args: list[tuple[Any, ...]], name: str) -> int:
-    """Run ``target(*a)`` for each ``a`` of ``args`` in its own (spawned) process until all
-    end; SIGTERM/SIGINT are passed on to them. Returns the worst exit code."""
-    ctx = multiprocessing.get_context("spawn")
-    children = [ctx.Process(target=target, args=a, name=f"{name}-{i}") for i, a in enumerate(args)]
-    for c in children:
-        c.start()
-
-    def forward(signum: int, _frame: Any) -> None:
-        for c in children:
-            if c.pid is not None and c.is_alive():
-                c.terminate()
-
-    signal.signal(signal.SIGTERM, forward)
-    signal.signal(signal.SIGINT, forward)
-    for c in children:
-        c.join()
-    return max(abs(c.exitcode or 0) for c in children)
 
 
 # ---- status --------------------------------------------------------------------------------
@@ -135,27 +95,25 @@ def group_status(
     aggregate_types: list[str] | None = None,
     database: str | None = None,
 ) -> GroupStatus:
-    """Positions and lag per partition of a projection's group.
+    """Positions and lag per partition of a consumer group.
 
     With ``database`` the positions are those in its ``kes_offsets`` table (the truth
     for a SqlProjection); otherwise the group's committed offsets in Kafka.
     """
-    admin = AdminClient(config.base())
-    try:
+    admin = Topics(config).admin
+    with kafka_errors(f"describing consumer group {group!r}"):
         desc = admin.describe_consumer_groups([group])[group].result(timeout=10)
-        state, members = str(desc.state).split(".")[-1], desc.members
-        owners = {
-            (tp.topic, tp.partition): m.client_id
-            for m in members
-            for tp in (m.assignment.topic_partitions if m.assignment else [])
-        }
         listed = admin.list_consumer_group_offsets([ConsumerGroupTopicPartitions(group)])
         offsets = listed[group].result(timeout=10).topic_partitions or []
-    except KafkaException as exc:
-        raise StoreUnavailableError(
-            f"cannot describe group {group!r} at {config.bootstrap_servers}: {exc}"
-        ) from exc
+    state, members = str(desc.state).split(".")[-1], desc.members
+    owners = {
+        (tp.topic, tp.partition): m.client_id
+        for m in members
+        for tp in (m.assignment.topic_partitions if m.assignment else [])
+    }
     committed = {(tp.topic, tp.partition): tp.offset for tp in offsets if tp.offset >= 0}
+    if not members and not committed and database is None:
+        raise ProjectionError(_no_group(admin, group))
     source = "kafka"
     if database is not None:
         store = open_checkpoints(database)
@@ -170,56 +128,50 @@ def group_status(
         topics |= {config.topic(t) for t in aggregate_types}
     rows: list[PartitionStatus] = []
     admin_topics = Topics(config)
-    consumer = Consumer(config.reader())
+    consumer = reader(config)
     try:
         for topic in sorted(topics):
             info = admin_topics.describe(topic)
             if info is None:
                 continue
             for p in range(info.partitions):
-                low, high = consumer.get_watermark_offsets(
-                    TopicPartition(topic, p), timeout=10, cached=False
-                )
+                low, high = watermarks(consumer, topic, p)
                 pos = committed.get((topic, p))
                 # No position yet: the group starts at the earliest record, all is to read.
-                lag = max(0, high - (low if pos is None else pos))
+                start = low if pos is None else max(pos, low)
+                lag = max(0, high - start)
+                if lag:
+                    lag = _records_between(consumer, topic, p, start, high)
                 rows.append(PartitionStatus(topic, p, pos, high, lag, owners.get((topic, p))))
     finally:
         consumer.close()
-    _discount_markers(config, rows)
     return GroupStatus(group, state, len(members), source, rows)
 
 
-def _discount_markers(config: KafkaConfig, rows: list[PartitionStatus], wait_s: float = 5) -> None:
-    """Commit markers occupy offsets: a position just before a marker has nothing left to
-    read, though the high watermark is past it. Look: if the next committed record is
-    further on (or there is none), the lag is counted from it."""
-    lagging = {(r.topic, r.partition): r for r in rows if r.lag}
-    if not lagging:
-        return
-    consumer = Consumer(config.reader())
+def _no_group(admin: Any, group: str) -> str:
     try:
-        # Each row's lag counts from where the group reads next (its position, or the
-        # earliest record when it has none).
-        consumer.assign([TopicPartition(t, p, r.end - r.lag) for (t, p), r in lagging.items()])
-        open_ = set(lagging)
-        deadline = time.monotonic() + wait_s
-        while open_ and time.monotonic() < deadline:
-            msg = consumer.poll(0.2)
-            if msg is None:
-                continue
-            key = (msg.topic(), msg.partition())
-            if key not in open_:
-                continue
-            open_.discard(key)
-            r = lagging[key]
-            err = msg.error()
-            if err is not None and err.code() == KafkaError._PARTITION_EOF:
-                r.lag = 0
-            elif err is None:
-                r.lag = max(0, r.end - msg.offset())
-    finally:
-        consumer.close()
+        listed = admin.list_consumer_groups().result(timeout=10)
+        known = sorted(g.group_id for g in listed.valid if not g.group_id.startswith("kes-"))
+    except Exception:  # only for the hint
+        known = []
+    hint = f" Groups on this cluster: {', '.join(known[:15])}." if known else ""
+    return (
+        f"consumer group {group!r} does not exist (no member, no committed position). Check "
+        f"the projection's name and the namespace (KES_NAMESPACE).{hint}"
+    )
+
+
+def _records_between(consumer: Consumer, topic: str, partition: int, start: int, end: int) -> int:
+    """Committed records at offsets ``start <= o < end``: markers occupy offsets, so a
+    position just before the last marker has nothing left to read. Counted by reading
+    the first record at or after ``start``; the lag is counted from it."""
+    wait_s = 5.0
+    try:
+        for msg in read_range(consumer, topic, partition, start, end, wait_s):
+            return end - int(msg.offset())
+    except StoreUnavailableError:
+        return end - start  # held back by an open transaction: count it all
+    return 0
 
 
 # ---- replay ---------------------------------------------------------------------------------
@@ -229,7 +181,7 @@ def start_offsets(
     config: KafkaConfig, topics: list[str], from_time: datetime | None
 ) -> dict[tuple[str, int], tuple[int, int]]:
     """Per partition: (offset to start from, high watermark now)."""
-    consumer = Consumer(config.reader())
+    consumer = reader(config)
     admin = Topics(config)
     out: dict[tuple[str, int], tuple[int, int]] = {}
     try:
@@ -238,14 +190,13 @@ def start_offsets(
             if info is None:
                 continue
             for p in range(info.partitions):
-                low, high = consumer.get_watermark_offsets(
-                    TopicPartition(topic, p), timeout=10, cached=False
-                )
-                out[(topic, p)] = (low, high)
+                out[(topic, p)] = watermarks(consumer, topic, p)
             if from_time is not None:
                 ms = int(from_time.timestamp() * 1000)
                 tps = [TopicPartition(topic, p, ms) for p in range(info.partitions)]
-                for tp in consumer.offsets_for_times(tps, timeout=10):
+                with kafka_errors(f"finding the offsets of {topic} at {from_time}"):
+                    found = consumer.offsets_for_times(tps, timeout=10)
+                for tp in found:
                     high = out[(topic, tp.partition)][1]
                     out[(topic, tp.partition)] = (high if tp.offset < 0 else tp.offset, high)
     finally:
@@ -266,10 +217,11 @@ def rewind(
             f"{projection.name} is a KafkaProcessor: replaying it would produce its outputs "
             "again. Delete its output topics and its consumer group, then run it."
         )
-    status = group_status(config, projection.name)
+    group = config.group_id(projection.name)
+    status = group_status(config, group)
     if status.members:
         raise ProjectionError(
-            f"group {projection.name!r} has {status.members} running member(s); stop them "
+            f"group {group!r} has {status.members} running member(s); stop them "
             "before a replay (a running member would keep or commit its own positions)."
         )
     if isinstance(projection, SqlProjection):
@@ -280,7 +232,7 @@ def rewind(
             projection.reset(tx)
             store.reset(tx, projection.name, offsets)
         return store
-    consumer = Consumer(dict(config.base(), **{"group.id": projection.name}))
+    consumer = plain_consumer(config, group)
     try:
         tps = [TopicPartition(t, p, o) for (t, p), o in offsets.items()]
         deadline = time.monotonic() + 30
@@ -291,7 +243,7 @@ def rewind(
             except KafkaException as exc:
                 if time.monotonic() > deadline:
                     raise ProjectionError(
-                        f"cannot rewind group {projection.name!r}: {exc}. Is a member "
+                        f"cannot rewind group {group!r}: {exc}. Is a member "
                         "still leaving? Try again in a few seconds."
                     ) from exc
                 time.sleep(1)

@@ -16,10 +16,10 @@ from confluent_kafka import Message
 
 from kes.envelope import decode
 from kes.errors import TopicConfigError
+from kes.kafka.config import KafkaConfig
+from kes.kafka.topics import DERIVED, Topics
 from kes.projections.processor import Output, header
 from kes.projections.projection import KafkaProcessor
-from kes.store.kafka.config import KafkaConfig
-from kes.store.kafka.topics import Topics, event_topic_configs
 
 DERIVED_GROUP_PREFIX = "kes.derive."
 
@@ -64,14 +64,7 @@ class EventTypeTopics(KafkaProcessor):
                 raise TopicConfigError(f"event topic {source} vanished while being read.")
             self._partitions[source] = info.partitions
         partitions = self._partitions[source]
-        rf = topics.replication_factor()
-        info = topics.ensure(target, partitions, event_topic_configs(rf), rf)
-        if info.partitions != partitions:
-            raise TopicConfigError(
-                f"derived topic {target} has {info.partitions} partitions but {source} has "
-                f"{partitions}; they must match so that each aggregate keeps its partition "
-                f"and order. Delete {target}; `kes project derive` recreates it."
-            )
+        topics.ensure_twin(DERIVED, target, partitions)
         self._ready[target] = partitions
 
 

@@ -1,4 +1,4 @@
-"""The dead-letter topic of a projection: ``kes.dlq.<projection>``.
+"""The dead-letter topic of a projection: ``<namespace>.dlq.<projection>``.
 
 A record that cannot be decoded, or whose handler keeps failing, is parked there
 byte for byte (same key, value and headers) with headers saying why and where it
@@ -10,16 +10,15 @@ from __future__ import annotations
 import time
 from collections.abc import Iterator
 from dataclasses import dataclass
-from typing import Any
 
-from confluent_kafka import KafkaException, Message, Producer
+from confluent_kafka import Message
 
-from kes.errors import StoreUnavailableError
-from kes.store.kafka.config import KafkaConfig
-from kes.store.kafka.reader import scan
-from kes.store.kafka.topics import Topics
+from kes.kafka.clients import producer
+from kes.kafka.config import KafkaConfig
+from kes.kafka.consume import scan
+from kes.kafka.produce import TransactionalProducer, send_and_confirm
+from kes.kafka.topics import DEAD_LETTERS, Topics
 
-DLQ_PREFIX = "kes.dlq."
 H_PROJECTION = "kes.dlq.projection"
 H_ERROR = "kes.dlq.error"
 H_ERROR_TYPE = "kes.dlq.errorType"
@@ -31,24 +30,14 @@ H_PARKED_AT = "kes.dlq.parkedAt"
 MAX_ERROR_BYTES = 2000
 
 
-def dlq_topic(projection: str) -> str:
-    return DLQ_PREFIX + projection
+def dlq_topic(config: KafkaConfig, consumer: str) -> str:
+    """The dead-letter topic of a projection or pipeline named ``consumer``."""
+    return config.dlq_topic(consumer)
 
 
-def dlq_topic_configs(replication_factor: int) -> dict[str, str]:
-    # Parked records wait for a person: keep them until they are dealt with.
-    return {
-        "cleanup.policy": "delete",
-        "retention.ms": "-1",
-        "retention.bytes": "-1",
-        "min.insync.replicas": str(max(1, replication_factor - 1)),
-    }
-
-
-def ensure_dlq_topic(topics: Topics, projection: str) -> str:
-    rf = topics.replication_factor()
-    name = dlq_topic(projection)
-    topics.ensure(name, 1, dlq_topic_configs(rf), rf)
+def ensure_dlq_topic(config: KafkaConfig, consumer: str) -> str:
+    name = dlq_topic(config, consumer)
+    Topics(config).ensure(DEAD_LETTERS, name, 1)
     return name
 
 
@@ -58,11 +47,18 @@ def dlq_headers(
     return parking_headers(
         msg.headers() or [],
         projection,
-        f"{type(error).__name__}: {error}",
+        _describe(error),
         type(error).__name__,
         (str(msg.topic()), msg.partition(), msg.offset()),
         attempts,
     )
+
+
+def _describe(error: BaseException) -> str:
+    """``Type: message``; a KeyError's message is the bare key, so say what it means."""
+    if isinstance(error, KeyError) and len(error.args) == 1:
+        return f"KeyError: no key {error.args[0]!r} (a field missing from the payload?)"
+    return f"{type(error).__name__}: {error}"
 
 
 def parking_headers(
@@ -90,57 +86,51 @@ def parking_headers(
 
 
 class DeadLetters:
-    """Parks records of one projection, durably (acks=all, flushed) before returning."""
+    """Parks records of one projection: inside its Kafka transaction (``produce``, when
+    it has one) or durably on their own (``park``: acks=all, confirmed before returning)."""
 
-    def __init__(self, config: KafkaConfig, projection: str, producer: Producer | None = None):
+    def __init__(
+        self,
+        config: KafkaConfig,
+        projection: str,
+        transactional: TransactionalProducer | None = None,
+    ) -> None:
         self.config = config
         self.projection = projection
-        self.topic = ensure_dlq_topic(Topics(config), projection)
-        self._own = producer is None
-        if producer is None:
-            conf = config.base()
-            conf.update({"acks": "all", "enable.idempotence": True, "linger.ms": 0})
-            producer = Producer(conf)
-        self.producer = producer
+        self.topic = ensure_dlq_topic(config, projection)
+        self.transactional = transactional
+        self._producer = None if transactional is not None else producer(config, **{"linger.ms": 0})
         self.parked = 0
 
     def produce(self, msg: Message, error: BaseException, attempts: int) -> None:
-        """Produce without waiting (inside a Kafka transaction, the commit waits)."""
-        self.producer.produce(
+        """Add to the open transaction (the commit makes it durable)."""
+        assert self.transactional is not None, "produce() needs a transactional producer"
+        self.transactional.produce(
             self.topic,
-            key=msg.key(),
-            value=msg.value(),
+            msg.value(),
+            msg.key(),
             headers=dlq_headers(msg, self.projection, error, attempts),
         )
         self.parked += 1
 
     def park(self, msg: Message, error: BaseException, attempts: int) -> None:
-        """Produce and wait until Kafka has it."""
-        failures: list[Any] = []
-
-        def delivered(err: Any, _msg: Message) -> None:
-            if err is not None:
-                failures.append(err)
-
-        self.producer.produce(
+        """Produce and wait until Kafka has it; raises StoreUnavailableError otherwise
+        (the record is then not skipped: it is retried)."""
+        assert self._producer is not None, "park() is for projections without a transaction"
+        send_and_confirm(
+            self._producer,
             self.topic,
-            key=msg.key(),
-            value=msg.value(),
+            msg.key(),
+            msg.value(),
             headers=dlq_headers(msg, self.projection, error, attempts),
-            on_delivery=delivered,
+            timeout_s=self.config.request_timeout_s,
+            what=f"record {msg.topic()}[{msg.partition()}]@{msg.offset()} to park",
         )
-        left = self.producer.flush(self.config.request_timeout_s)
-        if left or failures:
-            raise StoreUnavailableError(
-                f"could not park {msg.topic()}[{msg.partition()}]@{msg.offset()} in "
-                f"{self.topic}: {failures[0] if failures else 'timed out'}. The record was "
-                "not skipped; it will be retried."
-            )
         self.parked += 1
 
     def close(self) -> None:
-        if self._own:
-            self.producer.flush(10)
+        if self._producer is not None:
+            self._producer.flush(10)
 
 
 @dataclass(frozen=True)
@@ -185,11 +175,8 @@ def to_parked(msg: Message) -> Parked:
 
 def read_parked(config: KafkaConfig, projection: str, from_offset: int = 0) -> Iterator[Parked]:
     """Every parked record of ``projection``, oldest first."""
-    name = dlq_topic(projection)
-    try:
-        info = Topics(config).describe(name)
-    except KafkaException as exc:
-        raise StoreUnavailableError(f"cannot describe {name}: {exc}") from exc
+    name = dlq_topic(config, projection)
+    info = Topics(config).describe(name)
     if info is None:
         return
     for msg in scan(config, name, info.partitions, {0: from_offset} if from_offset else None):

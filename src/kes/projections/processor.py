@@ -7,16 +7,18 @@ once the group has moved on), so a paused old member cannot commit anything.
 
 from __future__ import annotations
 
-import contextlib
 import logging
 from typing import NamedTuple
 
-from confluent_kafka import Consumer, KafkaException, Message, Producer, TopicPartition
+from confluent_kafka import Consumer, KafkaException, Message, TopicPartition
 
+from kes.errors import KesError
+from kes.kafka.config import KafkaConfig
+from kes.kafka.errors import Failure, classify
+from kes.kafka.produce import TransactionalProducer
 from kes.projections.dlq import DeadLetters
 from kes.projections.guarantees import Key, Strategy, as_tps, backoff, next_offsets, where
 from kes.projections.projection import KafkaProcessor
-from kes.store.kafka.config import KafkaConfig
 
 log = logging.getLogger("kes.projections")
 
@@ -36,57 +38,33 @@ class KafkaExactlyOnce(Strategy):
 
     projection: KafkaProcessor
 
-    def __init__(self, projection: KafkaProcessor, config: KafkaConfig, member_name: str) -> None:
+    def __init__(self, projection: KafkaProcessor, config: KafkaConfig) -> None:
         self.config = config
-        self.transactional_id = f"{projection.name}.{member_name}"
+        self.transactional_id = config.processor_transactional_id(projection.name)
         self.producer = self._new_producer()
         super().__init__(projection, DeadLetters(config, projection.name, self.producer))
         projection.open(config)
 
-    def _new_producer(self) -> Producer:
-        conf = self.config.base()
-        conf.update(
-            {
-                "transactional.id": self.transactional_id,
-                "enable.idempotence": True,
-                "acks": "all",
-                "linger.ms": 5,
-                "transaction.timeout.ms": self.projection_timeout_ms(),
-            }
+    def _new_producer(self) -> TransactionalProducer:
+        return TransactionalProducer(
+            self.config,
+            self.transactional_id,
+            timeout_ms=min(self.config.transaction_timeout_ms, 30_000),
+            **{"linger.ms": 5},
         )
-        producer = Producer(conf)
-        producer.init_transactions(self.config.request_timeout_s)
-        return producer
-
-    def projection_timeout_ms(self) -> int:
-        return min(self.config.transaction_timeout_ms, 30_000)
 
     def process(self, consumer: Consumer, records: list[Message]) -> None:
         producer = self.producer
         try:
-            producer.begin_transaction()
+            producer.begin()
             for msg in records:
                 for out in self._outputs(msg):
-                    if out.partition is None:
-                        producer.produce(
-                            out.topic, key=out.key, value=out.value, headers=out.headers
-                        )
-                    else:
-                        producer.produce(
-                            out.topic,
-                            key=out.key,
-                            value=out.value,
-                            headers=out.headers,
-                            partition=out.partition,
-                        )
+                    producer.produce(out.topic, out.value, out.key, out.partition, out.headers)
                 producer.poll(0)
-            producer.send_offsets_to_transaction(
-                as_tps(next_offsets(records)),
-                consumer.consumer_group_metadata(),
-                self.config.request_timeout_s,
-            )
-            producer.commit_transaction(self.config.request_timeout_s)
-        except (KafkaException, BufferError) as exc:
+            producer.flush()
+            producer.send_offsets(as_tps(next_offsets(records)), consumer.consumer_group_metadata())
+            producer.commit()
+        except (KafkaException, KesError) as exc:
             log.warning(
                 "%s: transaction of %d records failed (%s); aborted, will be read again",
                 self.projection.name,
@@ -116,21 +94,13 @@ class KafkaExactlyOnce(Strategy):
                 attempt += 1
 
     def _abort(self, exc: BaseException) -> None:
-        fatal = False
-        if isinstance(exc, KafkaException) and exc.args:
-            err = exc.args[0]
-            fatal = bool(getattr(err, "fatal", lambda: False)())
-        if not fatal:
-            try:
-                self.producer.abort_transaction(self.config.request_timeout_s)
-                return
-            except KafkaException as abort_exc:
-                log.info("%s: abort failed (%s); new producer", self.projection.name, abort_exc)
-        # Fenced or fatal: this producer is done; a new one (same id) aborts what is open.
-        with contextlib.suppress(Exception):
-            self.producer.flush(0)
+        if classify(exc) is not Failure.PRODUCER_FENCED and self.producer.abort():
+            return
+        # Fenced, or even the abort failed: this producer is done; a new one (same id)
+        # aborts what is open.
+        self.producer.close()
         self.producer = self._new_producer()
-        self.dead_letters.producer = self.producer
+        self.dead_letters.transactional = self.producer
 
     def _rewind(self, consumer: Consumer, records: list[Message]) -> None:
         first: dict[Key, int] = {}
@@ -145,7 +115,7 @@ class KafkaExactlyOnce(Strategy):
                 )
 
     def close(self, consumer: Consumer) -> None:
-        self.producer.flush(10)
+        self.producer.close()
 
 
 def header(msg: Message, name: str) -> bytes | None:

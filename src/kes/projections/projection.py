@@ -12,8 +12,8 @@ from collections.abc import Callable, Iterable
 from typing import Any, ClassVar, Literal, get_args
 
 from kes.envelope import RecordedEvent
+from kes.kafka.config import KafkaConfig
 from kes.projections.errors import ProjectionError
-from kes.store.kafka.config import KafkaConfig
 
 Guarantee = Literal["at_most_once", "at_least_once", "exactly_once"]
 GUARANTEES: tuple[str, ...] = get_args(Guarantee)

@@ -16,6 +16,10 @@ from dataclasses import dataclass, field
 
 from confluent_kafka import Consumer, KafkaError, KafkaException, Message, TopicPartition
 
+from kes.kafka.clients import group_consumer
+from kes.kafka.config import KafkaConfig
+from kes.kafka.consume import drain
+from kes.kafka.topics import Topics
 from kes.projections.checkpoints import CheckpointStore, open_checkpoints
 from kes.projections.dlq import DeadLetters
 from kes.projections.errors import ProjectionError
@@ -23,9 +27,6 @@ from kes.projections.guarantees import AtLeastOnce, AtMostOnce, Key, Strategy
 from kes.projections.processor import KafkaExactlyOnce
 from kes.projections.projection import KafkaProcessor, Projection, SqlProjection
 from kes.projections.sql import SqlExactlyOnce
-from kes.store.kafka.config import KafkaConfig
-from kes.store.kafka.reader import drain
-from kes.store.kafka.topics import Topics
 
 log = logging.getLogger("kes.projections")
 
@@ -96,32 +97,28 @@ class ProjectionRunner:
             _retry_setup(lambda: _setup(p, store))
             return SqlExactlyOnce(p, DeadLetters(self.config, p.name), store)
         if isinstance(p, KafkaProcessor):
-            return KafkaExactlyOnce(p, self.config, self.config.member_name)
+            return KafkaExactlyOnce(p, self.config)
         dead_letters = DeadLetters(self.config, p.name)
         if p.processing_guarantee == "at_most_once":
             return AtMostOnce(p, dead_letters)
         return AtLeastOnce(p, dead_letters)
 
-    def consumer_config(self) -> dict[str, object]:
-        conf = self.config.base()
-        conf.update(
-            {
-                "group.id": self.projection.name,
-                "client.id": self.config.member_name,
-                "partition.assignment.strategy": "cooperative-sticky",
-                "enable.auto.commit": False,
-                "enable.auto.offset.store": False,
-                "isolation.level": "read_committed",
-                "auto.offset.reset": "earliest",
-                "session.timeout.ms": self.config.session_timeout_ms,
-                "heartbeat.interval.ms": max(500, self.config.session_timeout_ms // 5),
+    @property
+    def group(self) -> str:
+        """The projection's consumer group (its name, in the config's namespace)."""
+        return self.config.group_id(self.projection.name)
+
+    def consumer(self) -> Consumer:
+        return group_consumer(
+            self.config,
+            self.group,
+            **{
                 "enable.partition.eof": self.until_caught_up,
                 "queued.max.messages.kbytes": 16384,  # prefetch per partition: bounds memory
                 "fetch.max.bytes": 52428800,
                 "max.partition.fetch.bytes": 10485760,
-            }
+            },
         )
-        return conf
 
     # ---- group callbacks ---------------------------------------------------------
 
@@ -146,7 +143,7 @@ class ProjectionRunner:
 
     def run(self) -> RunStats:
         """Consume and handle until stopped; returns what was done."""
-        consumer = Consumer(self.consumer_config())
+        consumer = self.consumer()
         consumer.subscribe(
             self.topics,
             on_assign=self._on_assign,

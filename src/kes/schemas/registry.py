@@ -32,22 +32,19 @@ import contextlib
 import json
 import logging
 import threading
-import time
-from collections.abc import Iterator, Sequence
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, TypeVar
 
-from confluent_kafka import (
-    OFFSET_BEGINNING,
-    Consumer,
-    KafkaError,
-    KafkaException,
-    Producer,
-    TopicPartition,
-)
+from confluent_kafka import KafkaException, Message
 
 from kes.domain import Aggregate
 from kes.errors import StoreUnavailableError, TopicConfigError
+from kes.kafka.config import KafkaConfig
+from kes.kafka.errors import Failure, classify
+from kes.kafka.produce import TransactionalProducer
+from kes.kafka.table import CompactedTopic
+from kes.kafka.topics import SCHEMAS, Topics
 from kes.schemas.compatibility import BreakingChange, Mode, check_compatibility, json_differences
 from kes.schemas.compatibility import avro_differences as _avro_self_check
 from kes.schemas.errors import (
@@ -59,16 +56,17 @@ from kes.schemas.errors import (
     VersionNotFoundError,
 )
 from kes.schemas.generate import aggregate_schemas, canonical
-from kes.store.kafka.config import KafkaConfig
-from kes.store.kafka.topics import Topics
 
 __all__ = ["DEFAULT_TOPIC", "RegisteredSchema", "SchemaRegistry", "parse_schema"]
 
 log = logging.getLogger("kes.schemas")
 
-DEFAULT_TOPIC = "_kes_schemas"
+DEFAULT_TOPIC = "_kes_schemas"  # KafkaConfig().schema_topic(): the default namespace's
 SCHEMA_TYPES = ("JSON", "AVRO", "PROTOBUF")
-END_GRACE_S = 2.0  # how long a read waits for commit markers at the end of the topic
+
+T = TypeVar("T")
+Records = list[tuple[dict[str, Any], dict[str, Any] | None]]
+Decide = Callable[[], tuple[Records, T]]
 
 
 @dataclass(frozen=True, slots=True)
@@ -157,17 +155,16 @@ class SchemaRegistry:
     def __init__(
         self,
         config: KafkaConfig,
-        topic: str = DEFAULT_TOPIC,
+        topic: str | None = None,
         default_compatibility: Mode | str = Mode.BACKWARD,
     ) -> None:
         self.config = config
-        self.topic = topic
+        self.topic = topic or config.schema_topic()
         self.default_compatibility = Mode.parse(default_compatibility)
         self._lock = threading.RLock()
-        self._consumer: Consumer | None = None
-        self._producer: Producer | None = None
+        self._log: CompactedTopic | None = None
+        self._producer: TransactionalProducer | None = None
         self._closed = False
-        self._next_offset = 0
         # state
         self._by_id: dict[int, tuple[str, str, str]] = {}  # id -> (type, text, canonical)
         self._ids: dict[tuple[str, str], int] = {}  # (type, canonical) -> id
@@ -275,7 +272,7 @@ class SchemaRegistry:
         text = schema if isinstance(schema, str) else json.dumps(schema)
         canon = _canonical_text(parsed, kind)
 
-        def decide() -> tuple[list[tuple[dict[str, Any], dict[str, Any] | None]], Any]:
+        def decide() -> tuple[Records, RegisteredSchema]:
             versions = self._versions(subject)
             sid = self._ids.get((kind, canon))
             for version, vid in sorted(versions.items()):
@@ -310,8 +307,7 @@ class SchemaRegistry:
             }
             return [(key, value)], RegisteredSchema(subject, version, new_id, text, kind)
 
-        result: RegisteredSchema = self._mutate(decide)
-        return result
+        return self._mutate(decide)
 
     def register_aggregate(
         self, cls: type[Aggregate], closed: bool = True
@@ -329,34 +325,31 @@ class SchemaRegistry:
             _check_subject(subject)
         key = {"keytype": "CONFIG", "subject": subject, "magic": 0}
 
-        def decide() -> tuple[list[tuple[dict[str, Any], dict[str, Any] | None]], Any]:
+        def decide() -> tuple[Records, Mode]:
             return [(key, {"compatibilityLevel": level.value})], level
 
-        result: Mode = self._mutate(decide)
-        return result
+        return self._mutate(decide)
 
     def delete_compatibility(self, subject: str | None = None) -> Mode:
         """Forget the level set on ``subject`` (it falls back to the global one)."""
         key = {"keytype": "CONFIG", "subject": subject, "magic": 0}
 
-        def decide() -> tuple[list[tuple[dict[str, Any], dict[str, Any] | None]], Any]:
+        def decide() -> tuple[Records, Mode]:
             previous = self._mode(subject)
             return [(key, None)], previous
 
-        result: Mode = self._mutate(decide)
-        return result
+        return self._mutate(decide)
 
     # ---- life cycle --------------------------------------------------------------------
 
     def close(self) -> None:
         with self._lock:
             self._closed = True
-            if self._consumer is not None:
-                with contextlib.suppress(KafkaException, RuntimeError):
-                    self._consumer.close()
-                self._consumer = None
+            if self._log is not None:
+                self._log.close()
+                self._log = None
             if self._producer is not None:
-                self._producer.flush(5)
+                self._producer.close()
                 self._producer = None
 
     def __enter__(self) -> SchemaRegistry:
@@ -442,114 +435,58 @@ class SchemaRegistry:
                 with contextlib.suppress(Exception):
                     self._config[scope] = Mode.parse(str(level))
 
-    def _start(self) -> Consumer:
+    def _table(self) -> CompactedTopic:
         if self._closed:
-            raise StoreUnavailableError(f"this SchemaRegistry ({self.topic}) is closed.")
-        if self._consumer is None:
-            topics = Topics(self.config)
-            rf = topics.replication_factor()
-            configs = {
-                "cleanup.policy": "compact",
-                "min.insync.replicas": str(max(1, rf - 1)),
-                "unclean.leader.election.enable": "false",
-            }
-            info = topics.ensure(self.topic, 1, configs, rf)
+            raise StoreUnavailableError(
+                f"this SchemaRegistry ({self.topic}) is closed.", "not_written"
+            )
+        if self._log is None:
+            info = Topics(self.config).ensure(SCHEMAS, self.topic, 1)
             if info.partitions != 1:
                 raise TopicConfigError(
                     f"schema topic {self.topic} has {info.partitions} partitions; it needs "
                     "exactly 1 so that every registry reads registrations in one order. "
                     "Use another topic (SchemaRegistry(topic=...))."
                 )
-            if "compact" not in info.configs.get("cleanup.policy", "delete"):
-                log.warning(
-                    "schema topic %s is not compacted: schemas may expire. Set "
-                    "cleanup.policy=compact on it.",
-                    self.topic,
-                )
-            consumer = Consumer(
-                self.config.reader(**{"allow.auto.create.topics": False, "fetch.wait.max.ms": 5})
-            )
-            consumer.assign([TopicPartition(self.topic, 0, OFFSET_BEGINNING)])
-            self._consumer = consumer
-        return self._consumer
+            self._log = CompactedTopic(self.config, self.topic, 1, self._read, self._forget)
+        return self._log
 
     def _catch_up(self) -> None:
-        """Read the topic up to its current end (waits out commit markers briefly)."""
-        consumer = self._start()
-        tp = TopicPartition(self.topic, 0)
-        try:
-            _, high = consumer.get_watermark_offsets(
-                tp, timeout=self.config.request_timeout_s, cached=False
-            )
-        except KafkaException as exc:
-            raise StoreUnavailableError(
-                f"schema topic {self.topic} at {self.config.bootstrap_servers} did not "
-                f"answer: {exc}. Is Kafka running?"
-            ) from exc
-        deadline = time.monotonic() + self.config.request_timeout_s
-        eof_since: float | None = None
-        while self._next_offset < high:
-            if time.monotonic() > deadline:
-                raise StoreUnavailableError(
-                    f"reading schema topic {self.topic} to offset {high} took longer than "
-                    f"{self.config.request_timeout_s}s; is the broker healthy?"
-                )
-            msg = consumer.poll(0.05)
-            if msg is None:
-                continue
-            err = msg.error()
-            if err is not None:
-                if err.code() == KafkaError._PARTITION_EOF:
-                    # the rest is commit markers (or an open transaction): give it a moment
-                    eof_since = eof_since or time.monotonic()
-                    if msg.offset() >= high or time.monotonic() - eof_since > END_GRACE_S:
-                        self._next_offset = max(self._next_offset, msg.offset())
-                        return
-                    continue
-                raise StoreUnavailableError(f"reading schema topic {self.topic}: {err.str()}")
-            eof_since = None
-            self._next_offset = msg.offset() + 1
-            raw_key = msg.key()
-            if raw_key is None:
-                continue
-            try:
-                key = json.loads(raw_key)
-                raw = msg.value()
-                value = None if raw is None else json.loads(raw)
-            except json.JSONDecodeError:
-                log.warning("schema topic %s: skipping a malformed record", self.topic)
-                continue
-            if isinstance(key, dict) and (value is None or isinstance(value, dict)):
-                self._apply(key, value)
+        """Read the topic up to its current end (one watermark query when nothing is new)."""
+        self._table().catch_up()
 
-    def _new_producer(self) -> Producer:
-        conf = self.config.base()
-        conf.update(
-            {
-                "transactional.id": f"kes-schemas.{self.topic}",
-                "enable.idempotence": True,
-                "acks": "all",
-                "linger.ms": 0,
-                "transaction.timeout.ms": int(self.config.request_timeout_s * 1000),
-                "message.timeout.ms": int(self.config.request_timeout_s * 1000),
-            }
-        )
-        producer = Producer(conf)
+    def _read(self, msg: Message) -> None:
+        raw_key = msg.key()
+        if raw_key is None:
+            return
         try:
-            producer.init_transactions(self.config.request_timeout_s)
-        except KafkaException as exc:
-            raise StoreUnavailableError(
-                f"could not start the schema writer on {self.topic}: {exc}."
-            ) from exc
-        return producer
+            key = json.loads(raw_key)
+            raw = msg.value()
+            value = None if raw is None else json.loads(raw)
+        except json.JSONDecodeError:
+            log.warning("schema topic %s: skipping a malformed record", self.topic)
+            return
+        if isinstance(key, dict) and (value is None or isinstance(value, dict)):
+            self._apply(key, value)
 
-    def _mutate(self, decide: Any, attempts: int = 5) -> Any:
+    def _forget(self, _partition: int | None) -> None:
+        self._by_id.clear()
+        self._ids.clear()
+        self._subjects.clear()
+        self._config.clear()
+
+    def _mutate(self, decide: Decide[T], attempts: int = 5) -> T:
         """Decide on fresh state and write atomically; re-decide when fenced."""
         with self._lock:
             for attempt in range(1, attempts + 1):
-                self._start()
                 if self._producer is None:
-                    self._producer = self._new_producer()  # fences earlier writers
+                    # The transactional id is fixed per topic: making a producer fences
+                    # every other registry's writer, which then reads and decides again.
+                    self._producer = TransactionalProducer(
+                        self.config,
+                        self.config.schema_transactional_id(self.topic),
+                        timeout_ms=int(self.config.request_timeout_s * 1000),
+                    )
                 self._catch_up()
                 records, result = decide()
                 if not records:
@@ -557,20 +494,17 @@ class SchemaRegistry:
                 try:
                     self._write(self._producer, records)
                 except KafkaException as exc:
-                    err = exc.args[0] if exc.args else None
-                    fenced = isinstance(err, KafkaError) and (
-                        err.fatal()
-                        or err.code() in (KafkaError._FENCED, KafkaError.PRODUCER_FENCED)
-                    )
-                    if isinstance(err, KafkaError) and err.txn_requires_abort():
-                        with contextlib.suppress(KafkaException):
-                            self._producer.abort_transaction(self.config.request_timeout_s)
-                    if fenced or attempt == attempts:
+                    failure = classify(exc)
+                    if failure is not Failure.PRODUCER_FENCED:
+                        self._producer.abort()
+                    if failure is Failure.PRODUCER_FENCED or attempt == attempts:
+                        self._producer.close()
                         self._producer = None  # another registry wrote: read it, decide again
                     if attempt == attempts:
                         raise StoreUnavailableError(
                             f"could not write to schema topic {self.topic} after {attempts} "
-                            f"attempts: {exc}. Nothing was registered."
+                            f"attempts: {exc}. Nothing was registered.",
+                            "not_written",
                         ) from exc
                     log.info("schema write retried (%s)", exc)
                     continue
@@ -579,10 +513,8 @@ class SchemaRegistry:
                 return result
             raise AssertionError("unreachable")
 
-    def _write(
-        self, producer: Producer, records: Sequence[tuple[dict[str, Any], dict[str, Any] | None]]
-    ) -> None:
-        producer.begin_transaction()
+    def _write(self, producer: TransactionalProducer, records: Records) -> None:
+        producer.begin()
         for key, value in records:
             producer.produce(
                 self.topic,
@@ -590,7 +522,7 @@ class SchemaRegistry:
                 value=None if value is None else json.dumps(value).encode(),
                 partition=0,
             )
-        producer.commit_transaction(self.config.request_timeout_s)
+        producer.commit()
 
 
 def _parse_version(version: int | str) -> int:

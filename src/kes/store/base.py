@@ -1,4 +1,5 @@
-"""The EventStore contract. A backend that passes tests/contract is a backend."""
+"""The EventStore contract. A backend that passes ``kes.testing.EventStoreContract`` is a
+backend."""
 
 from __future__ import annotations
 
@@ -44,34 +45,44 @@ class AppendResult(msgspec.Struct, frozen=True):
 MAX_ID_LENGTH: Final = 1024
 
 
-def check_aggregate(aggregate_type: object, aggregate_id: object) -> None:
-    for what, value in (("aggregate_type", aggregate_type), ("aggregate_id", aggregate_id)):
-        if not isinstance(value, str):
-            raise InvalidInputError(
-                f"{what} must be a str, got {type(value).__name__} {value!r}; "
-                "convert UUIDs and numbers with str() first."
-            )
-        if not value or value.strip() != value:
-            raise InvalidInputError(
-                f"{what} must be a non-empty string without surrounding spaces, got {value!r}."
-            )
-        if len(value) > MAX_ID_LENGTH:
-            raise InvalidInputError(
-                f"{what} is {len(value)} characters long; the limit is {MAX_ID_LENGTH}."
-            )
-    assert isinstance(aggregate_type, str)
-    if not all(c.isalnum() or c in "_-" for c in aggregate_type):
+def _check_name(what: str, value: object) -> str:
+    if not isinstance(value, str):
         raise InvalidInputError(
-            f"aggregate_type {aggregate_type!r} may hold only letters, digits, '_' and '-' "
+            f"{what} must be a str, got {type(value).__name__} {value!r}; "
+            "convert UUIDs and numbers with str() first."
+        )
+    if not value or value.strip() != value:
+        raise InvalidInputError(
+            f"{what} must be a non-empty string without surrounding spaces, got {value!r}."
+        )
+    if len(value) > MAX_ID_LENGTH:
+        raise InvalidInputError(
+            f"{what} is {len(value)} characters long; the limit is {MAX_ID_LENGTH}."
+        )
+    return value
+
+
+def check_type(aggregate_type: object) -> None:
+    """Refuse an aggregate type that cannot name a Kafka topic."""
+    name = _check_name("aggregate_type", aggregate_type)
+    if not all(c.isalnum() or c in "_-" for c in name):
+        raise InvalidInputError(
+            f"aggregate_type {name!r} may hold only letters, digits, '_' and '-' "
             "(it names a Kafka topic)."
         )
+
+
+def check_stream(aggregate_type: object, aggregate_id: object) -> None:
+    """Refuse a stream name (aggregate type and id) kes cannot store."""
+    check_type(aggregate_type)
+    _check_name("aggregate_id", aggregate_id)
 
 
 def check_append(
     aggregate_type: object, aggregate_id: object, events: object, expected_version: object
 ) -> None:
     """Validate append arguments; raises InvalidInputError before anything is written."""
-    check_aggregate(aggregate_type, aggregate_id)
+    check_stream(aggregate_type, aggregate_id)
     if isinstance(expected_version, bool) or not isinstance(
         expected_version, int | ExpectedVersion
     ):

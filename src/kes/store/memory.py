@@ -12,9 +12,9 @@ from kes.store.base import (
     AppendResult,
     EventStore,
     Expected,
-    check_aggregate,
     check_append,
     check_read,
+    check_stream,
     expected_matches,
 )
 
@@ -92,7 +92,7 @@ class MemoryEventStore(EventStore):
         from_version: int = 1,
         to_version: int | None = None,
     ) -> list[RecordedEvent]:
-        check_aggregate(aggregate_type, aggregate_id)
+        check_stream(aggregate_type, aggregate_id)
         check_read(from_version, to_version)
         with self._lock:
             stream = self._streams.get((aggregate_type, aggregate_id), [])
@@ -100,7 +100,7 @@ class MemoryEventStore(EventStore):
             return stream[from_version - 1 : end]
 
     def stream_version(self, aggregate_type: str, aggregate_id: str) -> int:
-        check_aggregate(aggregate_type, aggregate_id)
+        check_stream(aggregate_type, aggregate_id)
         with self._lock:
             return len(self._streams.get((aggregate_type, aggregate_id), []))
 

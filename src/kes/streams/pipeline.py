@@ -7,10 +7,10 @@ gives the build function kes-aware pieces:
 
 * ``events(Account, "MoneyDeposited")`` - an aggregate topic as a stream of
   :class:`~kes.streams.source.StreamEvent`, read_committed, upcast, timed by the
-  envelope; unreadable records are parked in ``kes.dlq.<pipeline>``;
+  envelope; unreadable records are parked in ``<namespace>.dlq.<pipeline>``;
 * ``table(User)`` - the current state per aggregate id, for ``enrich``;
 * ``tumbling_window`` / ``sliding_window`` - Quix windows whose late records are
-  written to ``kes.stream.<pipeline>.late`` instead of vanishing;
+  written to ``<namespace>.stream.<pipeline>.late`` instead of vanishing;
 * ``emit`` - results written as kes events (envelope, per-key versions,
   deterministic ids) to an aggregate topic, which projections and every kes tool read.
 
@@ -41,9 +41,9 @@ from quixstreams.state.base import State
 from kes.domain import Aggregate
 from kes.envelope import Envelope, encode, headers
 from kes.errors import InvalidInputError
+from kes.kafka.config import KafkaConfig
+from kes.kafka.topics import LATE, OUTPUTS, Topics
 from kes.projections import dlq
-from kes.store.kafka.config import KafkaConfig
-from kes.store.kafka.topics import Topics, event_topic_configs
 from kes.streams.reporting import dead_letter_filter, late_reporter
 from kes.streams.source import (
     EventDeserializer,
@@ -55,8 +55,6 @@ from kes.streams.source import (
     event_time,
 )
 
-GROUP_PREFIX = "kes.stream."
-LATE_SUFFIX = ".late"
 _NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_-]*$")
 _EVENT_IDS = uuid.UUID("6b1f3d1e-4c55-4b9f-9d0e-6e3c2f6a4b10")
 
@@ -94,17 +92,15 @@ class Pipeline:
         self.aggregates = tuple(aggregates)
         self.commit_interval_s = commit_interval_s
 
-    @property
-    def group(self) -> str:
-        return GROUP_PREFIX + self.name
+    def group(self, config: KafkaConfig) -> str:
+        """The consumer group (Quix names the pipeline's internal topics after it)."""
+        return config.stream_group(self.name)
 
-    @property
-    def late_topic(self) -> str:
-        return GROUP_PREFIX + self.name + LATE_SUFFIX
+    def late_topic(self, config: KafkaConfig) -> str:
+        return config.late_topic(self.name)
 
-    @property
-    def dead_letter_topic(self) -> str:
-        return dlq.dlq_topic(self.name)
+    def dead_letter_topic(self, config: KafkaConfig) -> str:
+        return dlq.dlq_topic(config, self.name)
 
     def application(
         self,
@@ -121,7 +117,7 @@ class Pipeline:
         )
         options: dict[str, Any] = {
             "broker_address": connection,
-            "consumer_group": self.group,
+            "consumer_group": self.group(config),
             "auto_offset_reset": "earliest",
             "processing_guarantee": "exactly-once",
             "commit_interval": self.commit_interval_s,
@@ -212,7 +208,7 @@ class Streams:
             timestamp_extractor=event_time,
         )
         sdf = self.app.dataframe(topic)
-        dead_letters = dlq.ensure_dlq_topic(self._topics, self.pipeline.name)
+        dead_letters = dlq.ensure_dlq_topic(self.config, self.pipeline.name)
         good = sdf.filter(dead_letter_filter(sdf, self.pipeline.name, dead_letters), metadata=True)
         self._sources[name] = good
         return good
@@ -296,10 +292,9 @@ class Streams:
         return late_reporter(sdf, self.pipeline.name, self._late_topic())
 
     def _late_topic(self) -> str:
-        name = self.pipeline.late_topic
+        name = self.pipeline.late_topic(self.config)
         if not self._late_topic_ready:
-            rf = self._topics.replication_factor()
-            self._topics.ensure(name, 1, dlq.dlq_topic_configs(rf), rf)
+            self._topics.ensure(LATE, name, 1)
             self._late_topic_ready = True
         return name
 
@@ -357,8 +352,7 @@ class Streams:
     def to_topic(self, sdf: StreamingDataFrame, name: str, partitions: int = 1) -> Topic:
         """Write values as JSON to a plain (not kes-event) topic, created with the
         settings of an event topic (nothing deleted, min ISR)."""
-        rf = self._topics.replication_factor()
-        self._topics.ensure(name, partitions, event_topic_configs(rf), rf)
+        self._topics.ensure(OUTPUTS, name, partitions)
         topic = self.app.topic(
             name, value_serializer=JsonSerializer(), key_serializer=KeySerializer()
         )

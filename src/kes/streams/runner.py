@@ -7,12 +7,13 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from confluent_kafka import Consumer, TopicPartition
-
 from kes.errors import InvalidInputError
-from kes.projections.admin import GroupStatus, group_status, import_attribute, run_members
-from kes.store.kafka.config import KafkaConfig
-from kes.store.kafka.topics import Topics
+from kes.kafka.clients import reader
+from kes.kafka.config import KafkaConfig
+from kes.kafka.consume import read_range, watermarks
+from kes.kafka.topics import Topics
+from kes.processes import import_attribute, run_members
+from kes.projections.admin import GroupStatus, group_status
 from kes.streams.pipeline import Pipeline
 
 
@@ -73,34 +74,27 @@ class PipelineStatus:
 def pipeline_status(config: KafkaConfig, pipeline: Pipeline) -> PipelineStatus:
     """Lag per source partition (the group's committed offsets) and the counts of
     late and dead-lettered records."""
-    group = group_status(config, pipeline.group)
+    group = group_status(config, pipeline.group(config))
     return PipelineStatus(
         pipeline.name,
         group,
-        _records(config, pipeline.late_topic),
-        _records(config, pipeline.dead_letter_topic),
+        _records(config, pipeline.late_topic(config)),
+        _records(config, pipeline.dead_letter_topic(config)),
     )
 
 
 def _records(config: KafkaConfig, topic: str) -> int:
-    """Records committed to a one-partition topic, counted by reading it."""
+    """Records committed to a topic, counted by reading it."""
     info = Topics(config).describe(topic)
     if info is None:
         return 0
-    consumer = Consumer(config.reader())
+    consumer = reader(config)
     try:
         count = 0
-        parts = [TopicPartition(topic, p, 0) for p in range(info.partitions)]
-        consumer.assign(parts)
-        done = 0
-        while done < len(parts):
-            msg = consumer.poll(5)
-            if msg is None:
-                break
-            if msg.error():
-                done += 1
-                continue
-            count += 1
+        for p in range(info.partitions):
+            low, high = watermarks(consumer, topic, p)
+            wait_s = config.open_transaction_wait_s
+            count += sum(1 for _ in read_range(consumer, topic, p, low, high, wait_s))
         return count
     finally:
         consumer.close()

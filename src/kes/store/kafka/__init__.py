@@ -1,6 +1,7 @@
-"""The Kafka backend of the event store."""
+"""The Kafka backend: the event store, its snapshot store, and the index rebuild tool."""
 
-from kes.store.kafka.config import KafkaConfig
+from kes.kafka.config import KafkaConfig
+from kes.store.kafka.snapshots import KafkaSnapshotStore
 from kes.store.kafka.store import KafkaEventStore, rebuild_index
 
-__all__ = ["KafkaConfig", "KafkaEventStore", "rebuild_index"]
+__all__ = ["KafkaConfig", "KafkaEventStore", "KafkaSnapshotStore", "rebuild_index"]

@@ -1,4 +1,5 @@
-"""The Kafka event store: one topic per aggregate type, one fenced writer per partition."""
+"""The Kafka event store: one topic per aggregate type, one writer per partition at a time,
+and one transaction per writer process for all it owns."""
 
 from __future__ import annotations
 
@@ -6,53 +7,62 @@ import logging
 import threading
 import time
 from collections.abc import Iterator, Mapping, Sequence
-from typing import Literal
 
-from confluent_kafka import OFFSET_END, Message, Producer
+from confluent_kafka import Message
 
 from kes.envelope import NewEvent, Position, RecordedEvent, encode, to_envelope
 from kes.errors import NotOwnerError, StoreUnavailableError
+from kes.kafka.clients import producer
+from kes.kafka.config import KafkaConfig, Role
+from kes.kafka.consume import scan
+from kes.kafka.topics import Topics
 from kes.partitioning import partition_for
 from kes.store.base import (
     AppendResult,
     EventStore,
     Expected,
-    check_aggregate,
     check_append,
     check_read,
+    check_stream,
+    check_type,
 )
-from kes.store.kafka.config import KafkaConfig
-from kes.store.kafka.membership import WriterGroupMember
-from kes.store.kafka.reader import OffsetReader, scan, to_recorded, try_decode
-from kes.store.kafka.routing import (
+from kes.store.kafka._admission import AppendRequest
+from kes.store.kafka._membership import WriterGroupMember
+from kes.store.kafka._partition import OwnedPartition
+from kes.store.kafka._reader import OffsetReader, to_recorded, try_decode
+from kes.store.kafka._routing import (
+    AppendCall,
+    ReadCall,
+    Reply,
     Router,
     expected_to_wire,
-    raise_reply,
+    reply_error,
 )
-from kes.store.kafka.topics import Topics
-from kes.store.kafka.writer import AppendRequest, PartitionWriter, State
+from kes.store.kafka._writer import Writer
 
 log = logging.getLogger("kes.store")
 
-Role = Literal["writer", "client"]
+# How long a read waits for an owner to answer before it reads the partition itself.
+OWNER_WAIT_S = 5.0
 
 
 class KafkaEventStore(EventStore):
     """Event streams in Kafka topics with optimistic concurrency.
 
-    ``role="writer"`` (default) joins the writer group of each aggregate type it
-    touches and owns some of its partitions; ``role="client"`` owns nothing and
-    forwards every command to the owners (for CLIs and query-only processes).
+    ``role="writer"`` (the default, or ``KES_ROLE``) joins the writer group of each
+    aggregate type it touches and owns some of its partitions; ``role="client"`` owns
+    nothing and forwards every append to the owners (web workers, CLIs). Reads of a
+    partition nobody owns right now fall back to reading the partition itself.
+    Thread-safe: one store serves any number of threads.
     """
 
-    def __init__(self, config: KafkaConfig | None = None, role: Role = "writer") -> None:
+    def __init__(self, config: KafkaConfig | None = None, role: Role | None = None) -> None:
         self.config = config or KafkaConfig.from_env()
-        self.role = role
+        self.role: Role = role or self.config.role
         self.topics = Topics(self.config)
-        pconf = self.config.base()
-        pconf.update({"acks": "all", "enable.idempotence": True, "linger.ms": 1})
-        self.producer = Producer(pconf)
+        self.producer = producer(self.config, **{"linger.ms": 1})
         self.reader = OffsetReader(self.config)
+        self.writer = Writer(self.config, self.reader)
         self.router = Router(self.config, self.topics, self.producer)
         self._members: dict[str, WriterGroupMember] = {}
         self._lock = threading.Lock()
@@ -63,16 +73,28 @@ class KafkaEventStore(EventStore):
         if m is None:
             with self._lock:
                 if self._closed:
-                    raise StoreUnavailableError("this KafkaEventStore is closed.")
+                    raise StoreUnavailableError("this KafkaEventStore is closed.", "not_written")
                 m = self._members.get(aggregate_type)
                 if m is None:
-                    m = self._members[aggregate_type] = WriterGroupMember(self, aggregate_type)
+                    m = WriterGroupMember(
+                        self.config,
+                        aggregate_type,
+                        self.topics,
+                        self.writer,
+                        self.producer,
+                        serve=self.role == "writer",
+                    )
+                    self._members[aggregate_type] = m
         return m
 
     def owned_partitions(self, aggregate_type: str) -> list[int]:
+        """The partitions of ``aggregate_type`` this process serves now (waits for the
+        first assignment and the takeovers it started)."""
         m = self.member(aggregate_type)
         m.joined.wait(self.config.ready_timeout_s)
-        return sorted(p for p, w in m.writers.items() if w.state is State.READY)
+        for p in range(m.partitions):
+            m.owner_of(p, self.config.ready_timeout_s)
+        return m.owned_partitions()
 
     # ---- the contract -------------------------------------------------------------
 
@@ -87,46 +109,47 @@ class KafkaEventStore(EventStore):
         m = self.member(aggregate_type)
         p = partition_for(aggregate_id, m.partitions)
         deadline = time.time() + self.config.request_timeout_s
+        checked = False
         while True:
             remaining = deadline - time.time()
             if remaining <= 0:
                 raise StoreUnavailableError(
                     f"no owner of {m.topic}[{p}] accepted the append of {aggregate_type} "
                     f"{aggregate_id!r} within {self.config.request_timeout_s:.0f}s "
-                    "(rebalancing?); nothing was written."
+                    "(rebalancing, or no writer running?); nothing was written.",
+                    "not_written",
                 )
-            w = m.local_writer(p, remaining)
+            owned = m.owner_of(p, remaining)
             try:
-                if w is not None:
-                    request = AppendRequest(aggregate_id, events, expected_version)
-                    try:
-                        return w.submit(request).result(timeout=remaining + 5)
-                    except TimeoutError:
-                        raise StoreUnavailableError(
-                            f"the append to {aggregate_type} {aggregate_id!r} did not finish "
-                            f"within {remaining + 5:.0f}s (is Kafka healthy?); its outcome "
-                            "is unknown. Retrying with the same event ids is safe."
-                        ) from None
-                for event in events:  # refuse what cannot travel before sending it
-                    encode(to_envelope(aggregate_type, aggregate_id, 1, event))
-                reply = self.router.call(
-                    m.request_topic,
-                    p,
-                    remaining,
-                    kind="append",
+                if owned is not None:
+                    request = AppendRequest(
+                        aggregate_type, aggregate_id, events, expected_version, deadline
+                    )
+                    self.writer.submit(owned, request)
+                    return request.wait(remaining + 5)
+                if not checked:  # refuse what cannot travel before sending it
+                    for event in events:
+                        encode(to_envelope(aggregate_type, aggregate_id, 1, event))
+                    checked = True
+                call = AppendCall(
+                    id=self.router.new_id(),
+                    reply_to=self.router.reply_topic,
+                    deadline=deadline,
                     aggregate_type=aggregate_type,
                     aggregate_id=aggregate_id,
                     expected=expected_to_wire(expected_version),
                     events=list(events),
                 )
+                reply = self.router.call(m.request_topic, p, call, remaining)
             except NotOwnerError:
                 time.sleep(0.05)  # ownership is moving: try again where it went
                 continue
             if not reply.ok:
-                if reply.error == "NotOwnerError":
+                error = reply_error(reply, aggregate_type, aggregate_id)
+                if isinstance(error, NotOwnerError):
                     time.sleep(0.05)
                     continue
-                raise_reply(reply, aggregate_type, aggregate_id)
+                raise error
             return AppendResult(
                 reply.version,
                 [Position(m.topic, p, o) for o in reply.offsets],
@@ -135,38 +158,46 @@ class KafkaEventStore(EventStore):
 
     def _locate(
         self, aggregate_type: str, aggregate_id: str, from_version: int, to_version: int | None
-    ) -> tuple[WriterGroupMember, int, int, list[int]]:
-        """(member, partition, current version, offsets of the versions asked for)."""
+    ) -> tuple[str, int, int, list[int]] | None:
+        """(topic, partition, current version, offsets of the versions asked for), from
+        the owner's index; None when no owner answered within ``OWNER_WAIT_S``."""
         m = self.member(aggregate_type)
         p = partition_for(aggregate_id, m.partitions)
         deadline = time.time() + self.config.request_timeout_s
+        owner_deadline = time.time() + OWNER_WAIT_S
         while time.time() < deadline:
-            w = m.local_writer(p, deadline - time.time())
-            if w is not None:
-                with w.index.lock:
-                    version = w.index.version(aggregate_id)
-                return m, p, version, w.index.offsets(aggregate_id, from_version, to_version)
+            owned: OwnedPartition | None = m.owner_of(p, max(0.0, deadline - time.time()))
+            if owned is not None:
+                version, offsets = owned.index.lookup(aggregate_id, from_version, to_version)
+                return m.topic, p, version, offsets
+            call = ReadCall(
+                id=self.router.new_id(),
+                reply_to=self.router.reply_topic,
+                deadline=min(deadline, owner_deadline),
+                aggregate_type=aggregate_type,
+                aggregate_id=aggregate_id,
+                from_version=from_version,
+                to_version=to_version,
+            )
             try:
-                reply = self.router.call(
-                    m.request_topic,
-                    p,
-                    deadline - time.time(),
-                    kind="read",
-                    aggregate_type=aggregate_type,
-                    aggregate_id=aggregate_id,
-                    from_version=from_version,
-                    to_version=to_version,
+                reply: Reply = self.router.call(
+                    m.request_topic, p, call, max(0.1, call.deadline - time.time())
                 )
             except NotOwnerError:
                 continue
+            except StoreUnavailableError:
+                if time.time() >= owner_deadline:
+                    return None  # nobody answers: the caller reads the partition itself
+                raise
             if reply.ok:
-                return m, p, reply.version, reply.offsets
-            if reply.error != "NotOwnerError":
-                raise_reply(reply, aggregate_type, aggregate_id)
+                return m.topic, p, reply.version, reply.offsets
+            error = reply_error(reply, aggregate_type, aggregate_id)
+            if not isinstance(error, NotOwnerError):
+                raise error
+            if time.time() >= owner_deadline:
+                return None
             time.sleep(0.05)
-        raise StoreUnavailableError(
-            f"no owner of {m.topic}[{p}] answered for {aggregate_type} {aggregate_id!r}."
-        )
+        return None
 
     def read_stream(
         self,
@@ -175,12 +206,15 @@ class KafkaEventStore(EventStore):
         from_version: int = 1,
         to_version: int | None = None,
     ) -> list[RecordedEvent]:
-        check_aggregate(aggregate_type, aggregate_id)
+        check_stream(aggregate_type, aggregate_id)
         check_read(from_version, to_version)
         if to_version is not None and to_version < from_version:
             return []
-        m, p, _, offsets = self._locate(aggregate_type, aggregate_id, from_version, to_version)
-        return [to_recorded(msg) for msg in self.reader.fetch(m.topic, p, offsets)]
+        found = self._locate(aggregate_type, aggregate_id, from_version, to_version)
+        if found is None:
+            return self.scan_stream(aggregate_type, aggregate_id, from_version, to_version)
+        topic, p, _, offsets = found
+        return [to_recorded(msg) for msg in self.reader.fetch(topic, p, offsets)]
 
     def scan_stream(
         self,
@@ -190,8 +224,8 @@ class KafkaEventStore(EventStore):
         to_version: int | None = None,
     ) -> list[RecordedEvent]:
         """:meth:`read_stream` without asking a writer: reads the aggregate's whole
-        partition. For operators when no writer runs; slow on big partitions."""
-        check_aggregate(aggregate_type, aggregate_id)
+        partition (slow on big partitions). Used when no owner answers."""
+        check_stream(aggregate_type, aggregate_id)
         check_read(from_version, to_version)
         info = self.topics.describe(self.config.topic(aggregate_type))
         if info is None:
@@ -200,8 +234,8 @@ class KafkaEventStore(EventStore):
         key = aggregate_id.encode()
         last = to_version if to_version is not None else float("inf")
         out = []
-        for msg in scan(self.config, info.name, info.partitions, _only(p, info.partitions)):
-            if msg.partition() != p or msg.key() != key:
+        for msg in scan(self.config, info.name, info.partitions, only={p}):
+            if msg.key() != key:
                 continue
             event = _recorded_or_none(msg)
             if event is not None and from_version <= event.version <= last:
@@ -209,14 +243,17 @@ class KafkaEventStore(EventStore):
         return out
 
     def stream_version(self, aggregate_type: str, aggregate_id: str) -> int:
-        check_aggregate(aggregate_type, aggregate_id)
-        _, _, version, _ = self._locate(aggregate_type, aggregate_id, 1, 0)
-        return version
+        check_stream(aggregate_type, aggregate_id)
+        found = self._locate(aggregate_type, aggregate_id, 1, 0)
+        if found is None:
+            scanned = self.scan_stream(aggregate_type, aggregate_id)
+            return scanned[-1].version if scanned else 0
+        return found[2]
 
     def read_all(
         self, aggregate_type: str, from_positions: Mapping[int, int] | None = None
     ) -> Iterator[RecordedEvent]:
-        check_aggregate(aggregate_type, "all")
+        check_type(aggregate_type)
         info = self.topics.describe(self.config.topic(aggregate_type))
         if info is None:
             return
@@ -231,7 +268,7 @@ class KafkaEventStore(EventStore):
         from_positions: Mapping[int, int] | None = None,
         stop: threading.Event | None = None,
     ) -> Iterator[RecordedEvent]:
-        check_aggregate(aggregate_type, "all")
+        check_type(aggregate_type)
         info = self.topics.ensure_event_topic(aggregate_type)
         for msg in scan(
             self.config, info.name, info.partitions, from_positions, follow=True, stop=stop
@@ -242,18 +279,16 @@ class KafkaEventStore(EventStore):
 
     def close(self) -> None:
         with self._lock:
+            if self._closed:
+                return
             self._closed = True
             members = list(self._members.values())
         for m in members:
             m.close()
+        self.writer.close()
         self.router.close()
         self.producer.flush(10)
         self.reader.close()
-
-
-def _only(partition: int, partitions: int) -> dict[int, int]:
-    """Start positions that read ``partition`` from its beginning and skip the others."""
-    return {p: (0 if p == partition else OFFSET_END) for p in range(partitions)}
 
 
 def _recorded_or_none(msg: Message) -> RecordedEvent | None:
@@ -271,25 +306,25 @@ def rebuild_index(config: KafkaConfig, aggregate_type: str) -> tuple[int, int, f
     topics = Topics(config)
     info = topics.describe(config.topic(aggregate_type))
     if info is None:
-        raise StoreUnavailableError(f"no event topic {config.topic(aggregate_type)}.")
+        raise StoreUnavailableError(
+            f"no event topic {config.topic(aggregate_type)}; check the aggregate type and "
+            "KES_NAMESPACE.",
+            "not_written",
+        )
     started = time.monotonic()
     events = 0
-    reader = OffsetReader(config)
-    try:
-        for p in range(info.partitions):
-            w = PartitionWriter(
-                config,
-                aggregate_type,
-                info.name,
-                p,
-                info.max_message_bytes,
-                reader,
-                info.topic_id,
-            )
-            events += w.catch_up()
-            w.index.save(w.index_file)
-    finally:
-        reader.close()
+    for p in range(info.partitions):
+        owned = OwnedPartition(
+            config,
+            aggregate_type,
+            info.name,
+            p,
+            config.request_topic(aggregate_type),
+            info.max_message_bytes,
+            info.topic_id,
+        )
+        events += owned.catch_up()
+        owned.save_index()
     return info.partitions, events, time.monotonic() - started
 
 

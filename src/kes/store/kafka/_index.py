@@ -52,7 +52,7 @@ class PartitionIndex:
         self.topic_id = topic_id
         self.partition = partition
         self.next_offset = 0
-        self.lock = threading.Lock()
+        self._lock = threading.Lock()
         self._streams: dict[str, _Offsets] = {}
         self.events_since_save = 0
 
@@ -60,22 +60,40 @@ class PartitionIndex:
         return len(self._streams)
 
     def version(self, aggregate_id: str) -> int:
+        """The aggregate's current version (0: no events). A dict read: safe without the
+        lock, and the one lookup on the append path."""
         entry = self._streams.get(aggregate_id)
         if entry is None:
             return 0
         return 1 if isinstance(entry, int) else len(entry)
 
-    def offsets(self, aggregate_id: str, from_version: int, to_version: int | None) -> list[int]:
-        with self.lock:
+    def lookup(
+        self, aggregate_id: str, from_version: int, to_version: int | None
+    ) -> tuple[int, list[int]]:
+        """(current version, offsets of versions ``from_version..to_version``), together."""
+        with self._lock:
             entry = self._streams.get(aggregate_id)
             if entry is None:
-                return []
+                return 0, []
             offsets = _as_list(entry)
         end = len(offsets) if to_version is None else min(to_version, len(offsets))
-        return offsets[from_version - 1 : end]
+        return len(offsets), offsets[from_version - 1 : end]
+
+    def offsets(self, aggregate_id: str, from_version: int, to_version: int | None) -> list[int]:
+        return self.lookup(aggregate_id, from_version, to_version)[1]
 
     def record(self, aggregate_id: str, version: int, offset: int) -> None:
-        """Add one event read from or written to the log (caller holds ``lock``)."""
+        """Add one event read from or written to the log."""
+        with self._lock:
+            self._record(aggregate_id, version, offset)
+
+    def record_many(self, events: list[tuple[str, int, int]]) -> None:
+        """Add ``(aggregate id, version, offset)`` events in log order, under one lock."""
+        with self._lock:
+            for aggregate_id, version, offset in events:
+                self._record(aggregate_id, version, offset)
+
+    def _record(self, aggregate_id: str, version: int, offset: int) -> None:
         entry = self._streams.get(aggregate_id)
         have = 0 if entry is None else (1 if isinstance(entry, int) else len(entry))
         if version == have + 1:
@@ -105,8 +123,10 @@ class PartitionIndex:
             self.next_offset = offset + 1
 
     def advance(self, next_offset: int) -> None:
-        if next_offset > self.next_offset:
-            self.next_offset = next_offset
+        """The log was read up to ``next_offset`` (markers and foreign records included)."""
+        with self._lock:
+            if next_offset > self.next_offset:
+                self.next_offset = next_offset
 
     # ---- persistence ----------------------------------------------------------
 
@@ -114,7 +134,7 @@ class PartitionIndex:
         ids: list[str] = []
         counts = array("q")
         offsets = array("q")
-        with self.lock:
+        with self._lock:
             for key, entry in self._streams.items():
                 ids.append(key)
                 if isinstance(entry, int):

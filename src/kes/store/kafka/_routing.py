@@ -5,7 +5,8 @@ Requests go to ``<event topic>.requests``, keyed by aggregate id, so they land o
 partition with the same number as the aggregate's events. Whoever the writer group
 assigned that request partition to *is* the owner. Replies come back on a reply topic
 of the requesting process. Each request carries a deadline: an owner drops a request
-its caller has given up on, so a timeout never hides a late write.
+its caller has given up on, so a timeout never hides a late write. Errors travel by
+their stable ``code`` (``kes.errors``).
 """
 
 from __future__ import annotations
@@ -13,45 +14,55 @@ from __future__ import annotations
 import contextlib
 import logging
 import threading
-import time
 import uuid
 from concurrent.futures import Future
-from typing import Any
 
 import msgspec
 from confluent_kafka import Consumer, KafkaError, Producer, TopicPartition
-from confluent_kafka.admin import AdminClient
 
 from kes.envelope import NewEvent
 from kes.errors import (
     ConcurrencyError,
-    EventTooLargeError,
-    FencedError,
-    InvalidInputError,
     KesError,
-    NotOwnerError,
-    SerializationError,
     StoreUnavailableError,
+    TransientError,
+    by_code,
 )
+from kes.kafka.clients import reader
+from kes.kafka.config import KafkaConfig
+from kes.kafka.consume import drain, watermarks
+from kes.kafka.errors import kafka_errors
+from kes.kafka.topics import REPLIES, Topics
 from kes.store.base import Expected, ExpectedVersion
-from kes.store.kafka.config import KafkaConfig
-from kes.store.kafka.reader import drain
-from kes.store.kafka.topics import Topics
 
 log = logging.getLogger("kes.routing")
 
 
-class Request(msgspec.Struct, omit_defaults=True):
+class AppendCall(msgspec.Struct, tag="append", omit_defaults=True):
+    """Append ``events`` to a stream if it is at ``expected``."""
+
     id: str
     reply_to: str
-    kind: str  # "append" | "read"
+    deadline: float
     aggregate_type: str
     aggregate_id: str
+    expected: int | str
+    events: list[NewEvent]
+
+
+class ReadCall(msgspec.Struct, tag="read", omit_defaults=True):
+    """The stream's version and the offsets of versions ``from_version..to_version``."""
+
+    id: str
+    reply_to: str
     deadline: float
-    expected: int | str | None = None
-    events: list[NewEvent] = []
+    aggregate_type: str
+    aggregate_id: str
     from_version: int = 1
     to_version: int | None = None
+
+
+Call = AppendCall | ReadCall
 
 
 class Reply(msgspec.Struct, omit_defaults=True):
@@ -60,27 +71,16 @@ class Reply(msgspec.Struct, omit_defaults=True):
     version: int = 0
     offsets: list[int] = []
     written: bool = True
-    error: str | None = None
+    error: str | None = None  # a KesError code
     message: str = ""
+    outcome: str | None = None  # a TransientError's outcome
     expected: int | str | None = None
     actual: int = 0
 
 
-request_encoder = msgspec.json.Encoder()
-request_decoder = msgspec.json.Decoder(Request)
+encoder = msgspec.json.Encoder()
+call_decoder = msgspec.json.Decoder(Call)
 reply_decoder = msgspec.json.Decoder(Reply)
-
-_ERRORS: dict[str, type[KesError]] = {
-    cls.__name__: cls
-    for cls in (
-        EventTooLargeError,
-        SerializationError,
-        InvalidInputError,
-        NotOwnerError,
-        FencedError,
-        StoreUnavailableError,
-    )
-}
 
 
 def expected_to_wire(expected: Expected) -> int | str:
@@ -98,23 +98,27 @@ def error_reply(request_id: str, exc: BaseException) -> Reply:
         return Reply(
             request_id,
             False,
-            error="ConcurrencyError",
+            error=exc.code,
             message=str(exc),
             expected=expected_to_wire(exc.expected),  # type: ignore[arg-type]
             actual=exc.actual,
         )
-    name = type(exc).__name__ if type(exc).__name__ in _ERRORS else "StoreUnavailableError"
-    return Reply(request_id, False, error=name, message=str(exc))
+    if isinstance(exc, KesError):
+        outcome = exc.outcome if isinstance(exc, TransientError) else None
+        return Reply(request_id, False, error=exc.code, message=str(exc), outcome=outcome)
+    return Reply(request_id, False, error=StoreUnavailableError.code, message=repr(exc))
 
 
-def raise_reply(reply: Reply, aggregate_type: str, aggregate_id: str) -> None:
-    if reply.ok:
-        return
-    if reply.error == "ConcurrencyError":
-        raise ConcurrencyError(
+def reply_error(reply: Reply, aggregate_type: str, aggregate_id: str) -> KesError:
+    """The error a failed reply carries, as the caller's own exception."""
+    cls = by_code(reply.error or "")
+    if issubclass(cls, ConcurrencyError):
+        return cls.of(
             aggregate_type, aggregate_id, expected_from_wire(reply.expected), reply.actual
         )
-    raise _ERRORS.get(reply.error or "", StoreUnavailableError)(reply.message)
+    if issubclass(cls, TransientError):
+        return cls(reply.message, "not_written" if reply.outcome == "not_written" else "unknown")
+    return cls(reply.message)
 
 
 class Router:
@@ -124,7 +128,7 @@ class Router:
         self.config = config
         self.topics = topics
         self.producer = producer
-        self.reply_topic = f"kes.replies.{config.member_name}"
+        self.reply_topic = config.reply_topic()
         self._pending: dict[str, Future[Reply]] = {}
         self._lock = threading.Lock()
         self._started = False
@@ -135,18 +139,10 @@ class Router:
         with self._lock:
             if self._started:
                 return
-            rf = self.topics.replication_factor()
-            self.topics.ensure(
-                self.reply_topic,
-                1,
-                {"retention.ms": "3600000", "min.insync.replicas": str(max(1, rf - 1))},
-                rf,
-            )
-            consumer = Consumer(self.config.reader(**{"fetch.wait.max.ms": 5}))
+            self.topics.ensure(REPLIES, self.reply_topic, 1)
+            consumer = reader(self.config, **{"fetch.wait.max.ms": 5})
             # Start at the current end, explicitly, so no reply can slip past the consumer.
-            _, high = consumer.get_watermark_offsets(
-                TopicPartition(self.reply_topic, 0), timeout=10, cached=False
-            )
+            _, high = watermarks(consumer, self.reply_topic, 0)
             consumer.assign([TopicPartition(self.reply_topic, 0, high)])
             self._thread = threading.Thread(
                 target=self._listen, args=(consumer,), name="kes-replies", daemon=True
@@ -173,36 +169,42 @@ class Router:
         finally:
             consumer.close()
 
-    def call(self, request_topic: str, partition: int, timeout: float, **fields: Any) -> Reply:
-        """Send a request to the owner of ``partition`` and wait for its reply."""
+    def new_id(self) -> str:
+        return uuid.uuid4().hex
+
+    def call(self, request_topic: str, partition: int, call: Call, timeout: float) -> Reply:
+        """Send ``call`` to the owner of ``partition`` and wait for its reply."""
         self._start()
-        rid = uuid.uuid4().hex
-        deadline = time.time() + timeout
-        request = Request(id=rid, reply_to=self.reply_topic, deadline=deadline, **fields)
         future: Future[Reply] = Future()
         with self._lock:
-            self._pending[rid] = future
+            self._pending[call.id] = future
         try:
-            self.producer.produce(
-                request_topic,
-                value=request_encoder.encode(request),
-                key=request.aggregate_id,
-                partition=partition,
-            )
+            with kafka_errors(f"forwarding to {request_topic}[{partition}]"):
+                self.producer.produce(
+                    request_topic,
+                    value=encoder.encode(call),
+                    key=call.aggregate_id,
+                    partition=partition,
+                )
             self.producer.poll(0)
             # A little past the deadline: the owner drops the request after it.
             return future.result(timeout=timeout + 2.0)
         except TimeoutError:
             raise StoreUnavailableError(
-                f"no writer answered for {fields.get('aggregate_type')} "
-                f"{fields.get('aggregate_id')!r} (partition {partition} of {request_topic}) "
-                f"within {timeout:.0f}s. Is a writer process running for this aggregate "
-                "type? If one took the request and died, the outcome is unknown: retrying "
-                "with the same event ids is safe (a repeated append is a no-op)."
+                f"no writer answered for {call.aggregate_type} {call.aggregate_id!r} "
+                f"(partition {partition} of {request_topic}) within {timeout:.0f}s. Is a "
+                "writer process running for this aggregate type?"
+                + (
+                    " If one took the append and died, its outcome is unknown: retrying with "
+                    "the same event ids is safe (a repeated append is a no-op)."
+                    if isinstance(call, AppendCall)
+                    else ""
+                ),
+                "unknown" if isinstance(call, AppendCall) else "not_written",
             ) from None
         finally:
             with self._lock:
-                self._pending.pop(rid, None)
+                self._pending.pop(call.id, None)
 
     def close(self) -> None:
         self._stop.set()
@@ -210,4 +212,19 @@ class Router:
             self._thread.join(timeout=5)
         if self._started:
             with contextlib.suppress(Exception):
-                AdminClient(self.config.base()).delete_topics([self.reply_topic])
+                self.topics.delete([self.reply_topic], timeout=5)
+
+
+__all__ = [
+    "AppendCall",
+    "Call",
+    "ReadCall",
+    "Reply",
+    "Router",
+    "call_decoder",
+    "encoder",
+    "error_reply",
+    "expected_from_wire",
+    "expected_to_wire",
+    "reply_error",
+]

@@ -1,0 +1,177 @@
+"""Producing: one transactional producer with one failure classification, and
+``send_and_confirm`` for single acks=all writes outside transactions."""
+
+from __future__ import annotations
+
+import contextlib
+import logging
+import threading
+import time
+from collections.abc import Callable, Sequence
+from typing import Any
+
+from confluent_kafka import KafkaError, KafkaException, Message, Producer, TopicPartition
+
+from kes.errors import StoreUnavailableError
+from kes.kafka.clients import producer_conf
+from kes.kafka.config import KafkaConfig
+from kes.kafka.errors import Failure, classify, kafka_errors
+
+__all__ = ["Failure", "TransactionalProducer", "send_and_confirm"]
+
+log = logging.getLogger("kes.kafka")
+
+Headers = list[tuple[str, bytes]]
+DeliveryCallback = Callable[[KafkaError | None, Message], None]
+
+
+class TransactionalProducer:
+    """A transactional producer: ``init_transactions`` at creation (which fences every
+    earlier producer with the same ``transactional_id`` and settles what it left open),
+    then begin / produce / send_offsets / commit, each translated into kes errors.
+
+    :func:`~kes.kafka.errors.classify` tells what a failure means; after
+    ``PRODUCER_FENCED`` the instance is finished and a new one must be made.
+    """
+
+    def __init__(
+        self,
+        config: KafkaConfig,
+        transactional_id: str,
+        *,
+        timeout_ms: int | None = None,
+        **extra: Any,
+    ) -> None:
+        self.config = config
+        self.transactional_id = transactional_id
+        self.timeout_ms = timeout_ms or config.transaction_timeout_ms
+        self.op_timeout_s = max(self.timeout_ms / 1000, config.request_timeout_s)
+        conf = producer_conf(
+            config,
+            **{
+                "transactional.id": transactional_id,
+                "transaction.timeout.ms": self.timeout_ms,
+                "linger.ms": 0,
+                **extra,
+            },
+        )
+        with kafka_errors(f"creating the transactional producer {transactional_id!r}"):
+            self.producer = Producer(conf)
+        with kafka_errors(f"initialising transactions of {transactional_id!r}"):
+            self.producer.init_transactions(self.op_timeout_s)
+        self.in_transaction = False
+
+    def begin(self) -> None:
+        self.producer.begin_transaction()
+        self.in_transaction = True
+
+    def produce(
+        self,
+        topic: str,
+        value: bytes | None,
+        key: bytes | str | None = None,
+        partition: int | None = None,
+        headers: Headers | None = None,
+        on_delivery: DeliveryCallback | None = None,
+    ) -> None:
+        kwargs: dict[str, Any] = {"value": value, "key": key, "headers": headers}
+        if partition is not None:
+            kwargs["partition"] = partition
+        if on_delivery is not None:
+            kwargs["on_delivery"] = on_delivery
+        while True:
+            try:
+                self.producer.produce(topic, **kwargs)
+                return
+            except BufferError:
+                self.producer.poll(0.01)  # queue full: let deliveries drain
+
+    def flush(self) -> None:
+        """Wait until every record produced so far is acknowledged (or failed)."""
+        left = self.producer.flush(self.op_timeout_s)
+        if left:
+            raise StoreUnavailableError(
+                f"{left} record(s) of {self.transactional_id!r} were not acknowledged within "
+                f"{self.op_timeout_s:.0f}s; is the broker healthy?",
+                "not_written",
+            )
+
+    def send_offsets(self, offsets: Sequence[TopicPartition], group_metadata: Any) -> None:
+        """Add consumed offsets to the transaction; fails if the group moved on (KIP-447)."""
+        self.producer.send_offsets_to_transaction(list(offsets), group_metadata, self.op_timeout_s)
+
+    def commit(self) -> None:
+        """Commit; a retriable failure is retried within the operation timeout."""
+        deadline = time.monotonic() + self.op_timeout_s
+        while True:
+            try:
+                self.producer.commit_transaction(max(1.0, deadline - time.monotonic()))
+                self.in_transaction = False
+                return
+            except KafkaException as exc:
+                if classify(exc) is Failure.RETRIABLE and time.monotonic() < deadline:
+                    time.sleep(0.05)
+                    continue
+                raise
+
+    def abort(self) -> bool:
+        """Abort the open transaction; False when even that failed (make a new producer)."""
+        try:
+            self.producer.abort_transaction(self.op_timeout_s)
+            self.in_transaction = False
+            return True
+        except KafkaException as exc:
+            log.info("%s: abort failed: %s", self.transactional_id, exc)
+            return False
+
+    def poll(self, timeout: float = 0) -> None:
+        self.producer.poll(timeout)
+
+    def close(self) -> None:
+        with contextlib.suppress(KafkaException, RuntimeError):
+            if self.in_transaction:
+                self.abort()
+            self.producer.flush(1)
+
+
+def send_and_confirm(
+    producer: Producer,
+    topic: str,
+    key: bytes | None,
+    value: bytes | None,
+    *,
+    headers: Headers | None = None,
+    timeout_s: float,
+    what: str,
+) -> tuple[int, int]:
+    """Produce one record and wait until Kafka acknowledged it: (partition, offset).
+
+    Raises StoreUnavailableError naming ``what`` when it is refused or not confirmed in
+    time (its outcome is then unknown).
+    """
+    done = threading.Event()
+    result: list[Any] = []
+
+    def delivered(err: KafkaError | None, msg: Message) -> None:
+        result.append(err if err is not None else (msg.partition(), msg.offset()))
+        done.set()
+
+    with kafka_errors(f"sending the {what} to {topic}", "not_written"):
+        producer.produce(topic, key=key, value=value, headers=headers, on_delivery=delivered)
+    deadline = time.monotonic() + timeout_s
+    while not done.is_set() and time.monotonic() < deadline:
+        producer.poll(0.05)
+    if not result:
+        raise StoreUnavailableError(
+            f"Kafka did not confirm the {what} on {topic} within {timeout_s:.0f}s; it may or "
+            "may not be stored. Check the broker.",
+            "unknown",
+        )
+    outcome = result[0]
+    if isinstance(outcome, KafkaError):
+        raise StoreUnavailableError(
+            f"Kafka refused the {what} on {topic}: {outcome.name()}: {outcome.str()}.",
+            "not_written",
+        )
+    partition, offset = outcome
+    return int(partition), int(offset)
