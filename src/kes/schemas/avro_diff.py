@@ -97,11 +97,11 @@ def avro_differences(writer: Any, reader: Any) -> list[Difference]:
                 del out[mark:]
                 if not failed:
                     return
-            out.append(Difference(path, "MISSING_UNION_BRANCH"))
+            out.append(Difference(path, "MISSING_UNION_BRANCH", False))
             return
         if tw != tr:
             if (tw, tr) not in _PROMOTIONS:
-                out.append(Difference(path, "TYPE_MISMATCH"))
+                out.append(Difference(path, "TYPE_MISMATCH", False))
             return
         key = (id(w), id(r))
         if key in seen:
@@ -111,7 +111,7 @@ def avro_differences(writer: Any, reader: Any) -> list[Difference]:
             if str(w.get("name", "")).rsplit(".", 1)[-1] != str(r.get("name", "")).rsplit(".", 1)[
                 -1
             ] and w.get("name") not in r.get("aliases", []):
-                out.append(Difference(path, "NAME_MISMATCH"))
+                out.append(Difference(path, "NAME_MISMATCH", False))
             wfields = {f["name"]: f for f in w.get("fields", [])}
             for f in r.get("fields", []):
                 match = wfields.get(f["name"])
@@ -120,16 +120,16 @@ def avro_differences(writer: Any, reader: Any) -> list[Difference]:
                 fpath = f"{path}/fields/{f['name']}"
                 if match is None:
                     if "default" not in f:
-                        out.append(Difference(fpath, "READER_FIELD_MISSING_DEFAULT_VALUE"))
+                        out.append(Difference(fpath, "READER_FIELD_MISSING_DEFAULT_VALUE", False))
                 else:
                     check(match["type"], f["type"], fpath)
         elif tw == "enum":
             missing = set(w.get("symbols", [])) - set(r.get("symbols", []))
             if missing and "default" not in r:
-                out.append(Difference(f"{path}/symbols", "MISSING_ENUM_SYMBOLS"))
+                out.append(Difference(f"{path}/symbols", "MISSING_ENUM_SYMBOLS", False))
         elif tw == "fixed":
             if w.get("size") != r.get("size"):
-                out.append(Difference(f"{path}/size", "FIXED_SIZE_MISMATCH"))
+                out.append(Difference(f"{path}/size", "FIXED_SIZE_MISMATCH", False))
         elif tw == "array":
             check(w.get("items"), r.get("items"), f"{path}/items")
         elif tw == "map":
@@ -149,3 +149,8 @@ _AVRO_WHY = {
     "NAME_MISMATCH": "the record names differ (and no alias matches)",
     "FIXED_SIZE_MISMATCH": "the fixed sizes differ",
 }
+
+
+def avro_why(change: str) -> str:
+    """Why an Avro incompatibility breaks the reader."""
+    return _AVRO_WHY.get(change, change.lower().replace("_", " "))

@@ -12,7 +12,7 @@ from typing import TYPE_CHECKING
 from kes.errors import InvalidInputError, KesError
 
 if TYPE_CHECKING:
-    from kes.schemas.compatibility import BreakingChange
+    from kes.schemas.differences import BreakingChange
 
 __all__ = [
     "IncompatibleSchemaError",
