@@ -434,3 +434,143 @@ def test_lenient_policy_changes_the_verdict_of_check_compatibility() -> None:
         ("OPTIONAL_PROPERTY_ADDED_TO_OPEN_CONTENT_MODEL", "b")
     ]
     assert check_compatibility("BACKWARD", new, [(1, old)], policy="LENIENT") == []
+
+
+# ---- Avro: Confluent's AvroSchema.isBackwardCompatible is Avro's own
+# SchemaCompatibility.checkReaderWriterCompatibility(reader=new, writer=old) ----------
+
+
+def rec(name: str, *fields: dict[str, Any], **extra: Any) -> dict[str, Any]:
+    return {"type": "record", "name": name, "fields": list(fields), **extra}
+
+
+def field(name: str, t: Any, **extra: Any) -> dict[str, Any]:
+    return {"name": name, "type": t, **extra}
+
+
+# id, writer (old data), reader (new schema), incompatibility types Avro reports
+AVRO_RULES: list[tuple[str, Any, Any, list[str]]] = [
+    # SchemaCompatibility: promotions the reader may apply to the writer's value
+    ("int -> long", rec("E", field("a", "int")), rec("E", field("a", "long")), []),
+    ("int -> double", rec("E", field("a", "int")), rec("E", field("a", "double")), []),
+    ("long -> float", rec("E", field("a", "long")), rec("E", field("a", "float")), []),
+    ("float -> double", rec("E", field("a", "float")), rec("E", field("a", "double")), []),
+    ("string -> bytes", rec("E", field("a", "string")), rec("E", field("a", "bytes")), []),
+    ("bytes -> string", rec("E", field("a", "bytes")), rec("E", field("a", "string")), []),
+    ("long -> int", rec("E", field("a", "long")), rec("E", field("a", "int")), ["TYPE_MISMATCH"]),
+    (
+        "double -> float",
+        rec("E", field("a", "double")),
+        rec("E", field("a", "float")),
+        ["TYPE_MISMATCH"],
+    ),
+    # schemaNameEquals: unqualified names, or a reader alias naming the writer's full name
+    (
+        "record renamed",
+        rec("Old", field("a", "int")),
+        rec("New", field("a", "int")),
+        ["NAME_MISMATCH"],
+    ),
+    (
+        "record renamed with an alias",
+        rec("Old", field("a", "int"), namespace="com.acme"),
+        rec("New", field("a", "int"), namespace="com.acme", aliases=["Old"]),
+        [],
+    ),
+    (
+        "namespace changed, same name",
+        rec("E", field("a", "int"), namespace="com.old"),
+        rec("E", field("a", "int"), namespace="com.new"),
+        [],
+    ),
+    (
+        "enum renamed with a full-name alias",
+        rec("R", field("k", {"type": "enum", "name": "K", "namespace": "x", "symbols": ["A"]})),
+        rec("R", field("k", {"type": "enum", "name": "K2", "aliases": ["x.K"], "symbols": ["A"]})),
+        [],
+    ),
+    (
+        "fixed renamed",
+        rec("R", field("f", {"type": "fixed", "name": "F", "size": 4})),
+        rec("R", field("f", {"type": "fixed", "name": "G", "size": 4})),
+        ["NAME_MISMATCH"],
+    ),
+    # fixed sizes must be equal
+    (
+        "fixed size changed",
+        rec("R", field("f", {"type": "fixed", "name": "F", "size": 4})),
+        rec("R", field("f", {"type": "fixed", "name": "F", "size": 8})),
+        ["FIXED_SIZE_MISMATCH"],
+    ),
+    # field aliases: the reader field names the writer field
+    (
+        "field renamed with an alias",
+        rec("E", field("old", "int")),
+        rec("E", field("new", "int", aliases=["old"])),
+        [],
+    ),
+    (
+        "field renamed without default or alias",
+        rec("E", field("old", "int")),
+        rec("E", field("new", "int")),
+        ["READER_FIELD_MISSING_DEFAULT_VALUE"],
+    ),
+    # logical types annotate their base type: only the base type is resolved
+    (
+        "int -> date",
+        rec("E", field("d", "int")),
+        rec("E", field("d", {"type": "int", "logicalType": "date"})),
+        [],
+    ),
+    (
+        "timestamp-millis -> timestamp-micros",
+        rec("E", field("t", {"type": "long", "logicalType": "timestamp-millis"})),
+        rec("E", field("t", {"type": "long", "logicalType": "timestamp-micros"})),
+        [],
+    ),
+    (
+        "decimal precision changed",
+        rec("E", field("m", {"type": "bytes", "logicalType": "decimal", "precision": 5})),
+        rec("E", field("m", {"type": "bytes", "logicalType": "decimal", "precision": 9})),
+        [],
+    ),
+    (
+        "date -> string",
+        rec("E", field("d", {"type": "int", "logicalType": "date"})),
+        rec("E", field("d", "string")),
+        ["TYPE_MISMATCH"],
+    ),
+    # enums: writer symbols the reader lacks, unless the reader has a default
+    (
+        "enum symbol removed",
+        rec("R", field("k", {"type": "enum", "name": "K", "symbols": ["A", "B"]})),
+        rec("R", field("k", {"type": "enum", "name": "K", "symbols": ["A"]})),
+        ["MISSING_ENUM_SYMBOLS"],
+    ),
+    (
+        "enum symbol removed, reader default",
+        rec("R", field("k", {"type": "enum", "name": "K", "symbols": ["A", "B"]})),
+        rec("R", field("k", {"type": "enum", "name": "K", "symbols": ["A"], "default": "A"})),
+        [],
+    ),
+    # unions: each writer branch needs a reader branch
+    (
+        "union branch removed",
+        rec("E", field("a", ["null", "string", "int"])),
+        rec("E", field("a", ["null", "string"])),
+        ["MISSING_UNION_BRANCH"],
+    ),
+]
+
+
+@pytest.mark.parametrize(
+    ("writer", "reader", "changes"), [pytest.param(*r[1:], id=r[0]) for r in AVRO_RULES]
+)
+def test_avro_resolution_matches_avro_schema_compatibility(
+    writer: Any, reader: Any, changes: list[str]
+) -> None:
+    from kes.schemas.compatibility import avro_differences, check_compatibility
+
+    assert [d.type for d in avro_differences(writer, reader)] == changes
+    breaking = check_compatibility("BACKWARD", reader, [(1, writer)], schema_type="AVRO")
+    assert [b.change for b in breaking] == changes
