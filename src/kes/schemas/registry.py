@@ -37,6 +37,7 @@ from __future__ import annotations
 import contextlib
 import json
 import logging
+import os
 import threading
 import time
 from collections.abc import Callable, Iterator, Mapping, Sequence
@@ -81,11 +82,12 @@ class SchemaRegistry:
     def __init__(
         self,
         config: KafkaConfig,
-        topic: str = DEFAULT_TOPIC,
+        topic: str | None = None,
         default_compatibility: Mode | str = Mode.BACKWARD,
     ) -> None:
         self.config = config
-        self.topic = topic
+        # as `kes schemas` does: KES_SCHEMAS_TOPIC, else _kes_schemas
+        self.topic = topic or os.environ.get("KES_SCHEMAS_TOPIC") or DEFAULT_TOPIC
         self.default_compatibility = Mode.parse(default_compatibility)
         self._lock = threading.RLock()
         self._consumer: Consumer | None = None
