@@ -94,7 +94,7 @@ class SchemaRegistry:
         self._producer: Producer | None = None
         self._closed = False
         self._next_offset = 0
-        self._state = RegistryState(self.default_compatibility, topic)
+        self._state = RegistryState(self.default_compatibility, self.topic)
 
     # ---- reads (see RegistryState for their meaning) -----------------------------------
 
