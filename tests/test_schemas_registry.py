@@ -302,3 +302,28 @@ def test_snapshot_of_another_class_version_is_ignored(kafka_store: KafkaEventSto
     assert loaded.first_name == "Old" and not hasattr(loaded, "fullName")
     snapshots.put(snap)  # the current class version is used
     assert Application(kafka_store, snapshots=snapshots).get(Person, "s1").email == "o@s.io"
+
+
+class Shipment(Aggregate, id_field="shipment_id"):
+    @event("Sent")
+    def __init__(self, shipment_id: str, address: dict[str, Any]) -> None:
+        self.address = address
+
+
+def test_validation_follows_schema_references(
+    kafka_store: KafkaEventStore, registry: SchemaRegistry
+) -> None:
+    registry.register("Address", obj(street=S))
+    sent = {
+        "type": "object",
+        "properties": {"shipmentId": S, "address": {"$ref": "address.json"}},
+        "required": ["shipmentId", "address"],
+    }
+    ref = [{"name": "address.json", "subject": "Address", "version": 1}]
+    registry.register("Shipment-Sent", sent, references=ref)
+    app = Application(kafka_store, validator=SchemaValidator(registry, against="latest"))
+    with pytest.raises(PayloadValidationError) as info:
+        app.save(Shipment("s1", {"street": 7}))
+    assert (info.value.field, info.value.rule) == ("address.street", "type")
+    app.save(Shipment("s2", {"street": "Main St"}))
+    assert app.get(Shipment, "s2").address == {"street": "Main St"}

@@ -118,6 +118,11 @@ class SchemaRegistry:
         with self._fresh():
             return self._state.by_id(schema_id)
 
+    def document(self, schema_id: int) -> Any:
+        """The parsed schema with this id, its references bundled in (self-contained)."""
+        with self._fresh():
+            return self._state.document(schema_id)
+
     def subjects_of(self, schema_id: int, deleted: bool = False) -> list[str]:
         with self._fresh():
             return self._state.subjects_of(schema_id, deleted)

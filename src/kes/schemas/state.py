@@ -561,6 +561,11 @@ class RegistryState:
         parsed = parse_schema(schema, kind, self._resolve(refs))
         return kind, parsed, canonical_text(load(schema, kind), kind), refs
 
+    def document(self, schema_id: int) -> Any:
+        """The parsed schema with this id, its references bundled in (self-contained)."""
+        self.by_id(schema_id)
+        return self._parsed(schema_id)
+
     def _parsed(self, schema_id: int) -> Any:
         stored = self._by_id[schema_id]
         return parse_schema(stored.text, stored.kind, self._resolve(stored.references))
