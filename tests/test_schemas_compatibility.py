@@ -52,7 +52,7 @@ CASES: list[tuple[str, Any, Any, bool, bool, str | None]] = [
         obj(False, a=S, b=S),
         False,
         True,
-        "PROPERTY_ADDED_TO_OPEN_CONTENT_MODEL",
+        "OPTIONAL_PROPERTY_ADDED_TO_OPEN_CONTENT_MODEL",
     ),
     (
         "add field with empty schema, open",
@@ -102,7 +102,7 @@ CASES: list[tuple[str, Any, Any, bool, bool, str | None]] = [
         obj(False, a=S),
         True,
         False,
-        "PROPERTY_ADDED_TO_OPEN_CONTENT_MODEL",
+        "OPTIONAL_PROPERTY_ADDED_TO_OPEN_CONTENT_MODEL",
     ),
     (
         "remove required field, open",
@@ -110,7 +110,7 @@ CASES: list[tuple[str, Any, Any, bool, bool, str | None]] = [
         obj(False, ("a",), a=S),
         True,
         False,
-        "PROPERTY_ADDED_TO_OPEN_CONTENT_MODEL",
+        "REQUIRED_PROPERTY_ADDED_TO_OPEN_CONTENT_MODEL",
     ),
     ("change type", obj(a=S), obj(a=I), False, False, "TYPE_CHANGED"),
     ("widen integer -> number", obj(a=I), obj(a=N), True, False, "TYPE_NARROWED"),
@@ -129,7 +129,7 @@ CASES: list[tuple[str, Any, Any, bool, bool, str | None]] = [
         obj(False, a=S, c=S),
         False,
         False,
-        "PROPERTY_ADDED_TO_OPEN_CONTENT_MODEL",
+        "OPTIONAL_PROPERTY_ADDED_TO_OPEN_CONTENT_MODEL",
     ),
     (
         "enum widened",

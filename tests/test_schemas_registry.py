@@ -12,6 +12,7 @@ import pytest
 from confluent_kafka.schema_registry import Schema, SchemaRegistryClient
 from confluent_kafka.schema_registry.error import SchemaRegistryError
 
+from kes import KafkaConfig, KafkaEventStore
 from kes.application import Application
 from kes.domain import Aggregate, Upcaster, event
 from kes.envelope import NewEvent
@@ -29,7 +30,6 @@ from kes.schemas import (
 from kes.schemas.server import SchemaRegistryServer
 from kes.snapshots import MemorySnapshotStore, take_snapshot
 from kes.store.base import NO_STREAM
-from kes.store.kafka import KafkaConfig, KafkaEventStore
 
 pytestmark = pytest.mark.kafka
 
@@ -82,7 +82,7 @@ def test_register_versions_ids_idempotent_and_restart(
         assert fresh.subjects() == ["User-Avro", "User-Created", "User-Renamed"]
         assert fresh.versions("User-Created") == [1, 2]
         assert fresh.get("User-Created", "latest").parsed == obj(a=S, b=S)
-        assert fresh.by_id(3)[0] == "AVRO"
+        assert fresh.by_id(3).schema_type == "AVRO"
         assert fresh.compatibility("User-Created").value == "FULL"
         assert fresh.compatibility("User-Renamed").value == "FORWARD"
         assert fresh.register("User-Created", obj(a=S)).version == 1  # idempotent after restart
@@ -138,7 +138,7 @@ def test_rest_api_with_confluent_client(client: SchemaRegistryClient) -> None:
     client.set_compatibility("Order-Placed", "BACKWARD")
     with pytest.raises(SchemaRegistryError) as info:
         client.register_schema("Order-Placed", bad)
-    assert (info.value.http_status_code, info.value.error_code) == (409, 409)
+    assert (info.value.http_status_code, info.value.error_code) == (409, 40901)
     assert "TYPE_CHANGED" in info.value.error_message
     with pytest.raises(SchemaRegistryError) as info:
         client.get_latest_version("Nope-Nope")
@@ -302,3 +302,28 @@ def test_snapshot_of_another_class_version_is_ignored(kafka_store: KafkaEventSto
     assert loaded.first_name == "Old" and not hasattr(loaded, "fullName")
     snapshots.put(snap)  # the current class version is used
     assert Application(kafka_store, snapshots=snapshots).get(Person, "s1").email == "o@s.io"
+
+
+class Shipment(Aggregate, id_field="shipment_id"):
+    @event("Sent")
+    def __init__(self, shipment_id: str, address: dict[str, Any]) -> None:
+        self.address = address
+
+
+def test_validation_follows_schema_references(
+    kafka_store: KafkaEventStore, registry: SchemaRegistry
+) -> None:
+    registry.register("Address", obj(street=S))
+    sent = {
+        "type": "object",
+        "properties": {"shipmentId": S, "address": {"$ref": "address.json"}},
+        "required": ["shipmentId", "address"],
+    }
+    ref = [{"name": "address.json", "subject": "Address", "version": 1}]
+    registry.register("Shipment-Sent", sent, references=ref)
+    app = Application(kafka_store, validator=SchemaValidator(registry, against="latest"))
+    with pytest.raises(PayloadValidationError) as info:
+        app.save(Shipment("s1", {"street": 7}))
+    assert (info.value.field, info.value.rule) == ("address.street", "type")
+    app.save(Shipment("s2", {"street": "Main St"}))
+    assert app.get(Shipment, "s2").address == {"street": "Main St"}

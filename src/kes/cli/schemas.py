@@ -14,20 +14,20 @@ from kes.cli.options import bootstrap_option, json_option
 from kes.domain import Aggregate
 from kes.errors import InvalidInputError
 from kes.kafka.config import KafkaConfig
-from kes.schemas.compatibility import json_differences
+from kes.schemas.compatibility import Mode, Policy, json_differences
 from kes.schemas.generate import aggregate_schemas
-from kes.schemas.registry import DEFAULT_TOPIC, SchemaRegistry
+from kes.schemas.registry import SchemaRegistry
 
 topic_option = click.option(
     "--topic",
     envvar="KES_SCHEMAS_TOPIC",
-    default=DEFAULT_TOPIC,
-    show_default=True,
-    help="Compacted topic holding the registry (env KES_SCHEMAS_TOPIC).",
+    default=None,
+    help="Compacted topic holding the registry (env KES_SCHEMAS_TOPIC; default "
+    "_<namespace>_schemas, i.e. _kes_schemas).",
 )
 
 
-def _registry(bootstrap_servers: str, topic: str) -> SchemaRegistry:
+def _registry(bootstrap_servers: str, topic: str | None) -> SchemaRegistry:
     return SchemaRegistry(KafkaConfig.from_env(bootstrap_servers=bootstrap_servers), topic=topic)
 
 
@@ -52,14 +52,15 @@ def _load_class(target: str) -> type[Aggregate]:
 
 @click.group()
 def schemas() -> None:
-    """Event schemas: list, show, check, register, diff, serve (Confluent-compatible)."""
+    """Event schemas: list, show, check, register, diff, config, delete, serve
+    (Confluent-compatible)."""
 
 
 @schemas.command("list")
 @bootstrap_option
 @topic_option
 @json_option
-def list_(bootstrap_servers: str, topic: str, as_json: bool) -> None:
+def list_(bootstrap_servers: str, topic: str | None, as_json: bool) -> None:
     """List subjects with their versions and compatibility level."""
     with _registry(bootstrap_servers, topic) as reg:
         rows = [
@@ -68,6 +69,7 @@ def list_(bootstrap_servers: str, topic: str, as_json: bool) -> None:
                 "versions": reg.versions(s),
                 "latestId": reg.get(s).id,
                 "compatibility": reg.compatibility(s).value,
+                "policy": reg.policy(s).value,
             }
             for s in reg.subjects()
         ]
@@ -78,7 +80,8 @@ def list_(bootstrap_servers: str, topic: str, as_json: bool) -> None:
         click.echo(f"no subjects in {topic}")
     for r in rows:
         click.echo(
-            f"{r['subject']}  versions {r['versions']}  id {r['latestId']}  {r['compatibility']}"
+            f"{r['subject']}  versions {r['versions']}  id {r['latestId']}  "
+            f"{r['compatibility']} {r['policy']}"
         )
 
 
@@ -88,7 +91,9 @@ def list_(bootstrap_servers: str, topic: str, as_json: bool) -> None:
 @bootstrap_option
 @topic_option
 @json_option
-def show(subject: str, version: str, bootstrap_servers: str, topic: str, as_json: bool) -> None:
+def show(
+    subject: str, version: str, bootstrap_servers: str, topic: str | None, as_json: bool
+) -> None:
     """Show VERSION (default latest) of SUBJECT."""
     with _registry(bootstrap_servers, topic) as reg:
         got = reg.get(subject, version)
@@ -99,7 +104,7 @@ def show(subject: str, version: str, bootstrap_servers: str, topic: str, as_json
     click.echo(json.dumps(got.parsed, indent=2))
 
 
-def _check_or_register(target: str, bootstrap: str, topic: str, register: bool) -> list[Any]:
+def _check_or_register(target: str, bootstrap: str, topic: str | None, register: bool) -> list[Any]:
     cls = _load_class(target)
     rows: list[Any] = []
     with _registry(bootstrap, topic) as reg:
@@ -124,7 +129,7 @@ def _check_or_register(target: str, bootstrap: str, topic: str, register: bool) 
 @bootstrap_option
 @topic_option
 @json_option
-def check(target: str, bootstrap_servers: str, topic: str, as_json: bool) -> None:
+def check(target: str, bootstrap_servers: str, topic: str | None, as_json: bool) -> None:
     """Check each event schema of an aggregate class against the registry (exit 1 if any
     change breaks its subject's compatibility level)."""
     rows = _check_or_register(target, bootstrap_servers, topic, register=False)
@@ -145,7 +150,7 @@ def check(target: str, bootstrap_servers: str, topic: str, as_json: bool) -> Non
 @bootstrap_option
 @topic_option
 @json_option
-def register(target: str, bootstrap_servers: str, topic: str, as_json: bool) -> None:
+def register(target: str, bootstrap_servers: str, topic: str | None, as_json: bool) -> None:
     """Register each event schema of an aggregate class (idempotent)."""
     rows = _check_or_register(target, bootstrap_servers, topic, register=True)
     if as_json:
@@ -162,22 +167,29 @@ def register(target: str, bootstrap_servers: str, topic: str, as_json: bool) -> 
 @bootstrap_option
 @topic_option
 @json_option
-def diff(subject: str, v1: str, v2: str, bootstrap_servers: str, topic: str, as_json: bool) -> None:
-    """Differences between versions V1 and V2 of SUBJECT (JSON Schema)."""
+def diff(
+    subject: str, v1: str, v2: str, bootstrap_servers: str, topic: str | None, as_json: bool
+) -> None:
+    """Differences between versions V1 and V2 of SUBJECT (JSON Schema), judged under the
+    subject's compatibility policy."""
     with _registry(bootstrap_servers, topic) as reg:
-        a, b = reg.get(subject, v1), reg.get(subject, v2)
+        a, b = reg.get(subject, v1, deleted=True), reg.get(subject, v2, deleted=True)
+        policy = reg.policy(subject)
     if "JSON" not in (a.schema_type, b.schema_type) or a.schema_type != b.schema_type:
         raise InvalidInputError("kes schemas diff compares JSON Schema versions only.")
-    forward = {(d.path, d.type) for d in json_differences(b.parsed, a.parsed)}
+    allowed = policy.compatible_changes
+    forward_breaking = {
+        d.path for d in json_differences(b.parsed, a.parsed, allowed) if not d.compatible
+    }
     rows = [
         {
             "field": d.field,
             "path": d.path,
             "change": d.type,
             "backward": d.compatible,
-            "forward": not any(p == d.path and not _ok(t) for p, t in forward),
+            "forward": d.path not in forward_breaking,
         }
-        for d in json_differences(a.parsed, b.parsed)
+        for d in json_differences(a.parsed, b.parsed, allowed)
     ]
     if as_json:
         click.echo(json.dumps(rows, indent=2))
@@ -191,10 +203,89 @@ def diff(subject: str, v1: str, v2: str, bootstrap_servers: str, topic: str, as_
         click.echo(f"{r['field']}: {r['change']} ({flags})")
 
 
-def _ok(kind: str) -> bool:
-    from kes.schemas.compatibility import COMPATIBLE_CHANGES
+@schemas.command()
+@click.argument("subject", required=False)
+@click.option(
+    "--compatibility",
+    type=click.Choice([m.value for m in Mode], case_sensitive=False),
+    help="Set the compatibility level.",
+)
+@click.option(
+    "--policy",
+    type=click.Choice([p.value for p in Policy], case_sensitive=False),
+    help="Set the JSON Schema compatibility policy (STRICT is Confluent's default).",
+)
+@click.option(
+    "--delete", is_flag=True, help="Forget the level and policy set (fall back to global)."
+)
+@bootstrap_option
+@topic_option
+@json_option
+def config(
+    subject: str | None,
+    compatibility: str | None,
+    policy: str | None,
+    delete: bool,
+    bootstrap_servers: str,
+    topic: str | None,
+    as_json: bool,
+) -> None:
+    """Show or set the compatibility level and policy of SUBJECT (or, without SUBJECT, the
+    global ones). Without options it shows what is in force and what is set there."""
+    if delete and (compatibility or policy):
+        raise InvalidInputError("--delete cannot be combined with --compatibility or --policy.")
+    with _registry(bootstrap_servers, topic) as reg:
+        if delete:
+            reg.delete_config(subject)
+        elif compatibility or policy:
+            reg.configure(subject, compatibility, policy)
+        own_level, own_policy = reg.config_override(subject)
+        row = {
+            "subject": subject,
+            "compatibility": reg.compatibility(subject).value,
+            "policy": reg.policy(subject).value,
+            "ownCompatibility": own_level.value if own_level else None,
+            "ownPolicy": own_policy.value if own_policy else None,
+        }
+    if as_json:
+        click.echo(json.dumps(row, indent=2))
+        return
+    scope = subject or "(global)"
+    own = "set here" if own_level or own_policy else "inherited"
+    click.echo(f"{scope}: compatibility {row['compatibility']}, policy {row['policy']} ({own})")
 
-    return kind in COMPATIBLE_CHANGES
+
+@schemas.command()
+@click.argument("subject")
+@click.argument("version", required=False)
+@click.option(
+    "--permanent",
+    is_flag=True,
+    help="Remove for good what was soft-deleted before (Confluent's permanent=true).",
+)
+@bootstrap_option
+@topic_option
+@json_option
+def delete(
+    subject: str,
+    version: str | None,
+    permanent: bool,
+    bootstrap_servers: str,
+    topic: str | None,
+    as_json: bool,
+) -> None:
+    """Soft-delete SUBJECT, or VERSION of it ('latest' works); --permanent removes what
+    a soft delete left. Soft-deleted schemas keep their ids and still decode old data."""
+    with _registry(bootstrap_servers, topic) as reg:
+        if version is None:
+            deleted = reg.delete_subject(subject, permanent)
+        else:
+            deleted = [reg.delete_version(subject, version, permanent)]
+    if as_json:
+        click.echo(json.dumps({"subject": subject, "deleted": deleted, "permanent": permanent}))
+        return
+    how = "permanently deleted" if permanent else "soft-deleted"
+    click.echo(f"{subject}: {how} version(s) {deleted}")
 
 
 @schemas.command()
@@ -202,7 +293,7 @@ def _ok(kind: str) -> bool:
 @click.option("--port", default=8081, show_default=True, help="Port to listen on.")
 @bootstrap_option
 @topic_option
-def serve(host: str, port: int, bootstrap_servers: str, topic: str) -> None:
+def serve(host: str, port: int, bootstrap_servers: str, topic: str | None) -> None:
     """Serve the registry over a Confluent Schema Registry compatible REST API."""
     from kes.schemas.server import SchemaRegistryServer
 

@@ -1,8 +1,8 @@
-"""Avro schema-resolution differences (basic: see kes.schemas.compatibility)."""
+"""Avro schema-resolution differences, as Avro's own ``SchemaCompatibility`` finds them
+(the reader resolves data written with the writer; see kes.schemas.compatibility)."""
 
 from __future__ import annotations
 
-from collections.abc import Mapping
 from typing import Any
 
 from kes.schemas.differences import Difference, canonical
@@ -21,37 +21,57 @@ _PROMOTIONS = {
 _PRIMITIVES = frozenset({"null", "boolean", "int", "long", "float", "double", "bytes", "string"})
 
 
-def _avro_names(schema: Any, names: dict[str, Any]) -> None:
+class _Names(dict[str, Any]):
+    """Named types by full name (and by short name, first one wins), with each definition's
+    full name by identity."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.full: dict[int, str] = {}
+
+    def find(self, name: str) -> Any:
+        return self.get(name, self.get(name.rsplit(".", 1)[-1]))
+
+    def full_name(self, schema: dict[str, Any]) -> str:
+        return self.full.get(id(schema), str(schema.get("name", "")))
+
+
+def _avro_names(schema: Any, names: _Names, namespace: str = "") -> None:
     if isinstance(schema, list):
         for s in schema:
-            _avro_names(s, names)
+            _avro_names(s, names, namespace)
     elif isinstance(schema, dict):
         t = schema.get("type")
         if t in ("record", "enum", "fixed", "error"):
             name = schema.get("name")
             if not isinstance(name, str):
                 raise InvalidSchemaError(f"Avro {t} needs a string 'name': {canonical(schema)}.")
-            names[name.rsplit(".", 1)[-1]] = schema
+            ns = name.rsplit(".", 1)[0] if "." in name else str(schema.get("namespace", namespace))
+            full = name if "." in name or not ns else f"{ns}.{name}"
+            names.full[id(schema)] = full
+            names.setdefault(full, schema)
+            names.setdefault(full.rsplit(".", 1)[-1], schema)
             for f in schema.get("fields", []) if t in ("record", "error") else []:
                 if not isinstance(f, dict) or "name" not in f or "type" not in f:
                     raise InvalidSchemaError(f"Avro field needs 'name' and 'type': {f!r}.")
-                _avro_names(f["type"], names)
+                _avro_names(f["type"], names, ns)
         elif t == "array":
-            _avro_names(schema.get("items"), names)
+            _avro_names(schema.get("items"), names, namespace)
         elif t == "map":
-            _avro_names(schema.get("values"), names)
+            _avro_names(schema.get("values"), names, namespace)
         elif isinstance(t, dict | list):
-            _avro_names(t, names)
+            _avro_names(t, names, namespace)
 
 
 _AVRO_COMPLEX = frozenset({"record", "error", "enum", "fixed", "array", "map"})
 
 
-def _avro_deref(schema: Any, names: Mapping[str, Any]) -> Any:
-    """A primitive's name, a union (list) or a complex type's dict; named refs followed."""
+def _avro_deref(schema: Any, names: _Names) -> Any:
+    """A primitive's name, a union (list) or a complex type's dict; named refs followed.
+    A logical type is its base type here, as in Avro's SchemaCompatibility."""
     for _ in range(64):
         if isinstance(schema, str) and schema not in _PRIMITIVES:
-            found = names.get(schema.rsplit(".", 1)[-1])
+            found = names.find(schema)
             if found is None:
                 raise InvalidSchemaError(f"Avro type {schema!r} is not defined in the schema.")
             schema = found
@@ -75,8 +95,7 @@ def _avro_type(schema: Any) -> str:
 
 def avro_differences(writer: Any, reader: Any) -> list[Difference]:
     """Why ``reader`` cannot read data written with ``writer`` (empty: it can)."""
-    wn: dict[str, Any] = {}
-    rn: dict[str, Any] = {}
+    wn, rn = _Names(), _Names()
     _avro_names(writer, wn)
     _avro_names(reader, rn)
     out: list[Difference] = []
@@ -97,21 +116,19 @@ def avro_differences(writer: Any, reader: Any) -> list[Difference]:
                 del out[mark:]
                 if not failed:
                     return
-            out.append(Difference(path, "MISSING_UNION_BRANCH"))
+            out.append(Difference(path, "MISSING_UNION_BRANCH", False))
             return
         if tw != tr:
             if (tw, tr) not in _PROMOTIONS:
-                out.append(Difference(path, "TYPE_MISMATCH"))
+                out.append(Difference(path, "TYPE_MISMATCH", False))
             return
         key = (id(w), id(r))
         if key in seen:
             return
         seen.add(key)
+        if tw in ("record", "enum", "fixed") and not _same_name(wn.full_name(w), r, rn):
+            out.append(Difference(path, "NAME_MISMATCH", False))
         if tw == "record":
-            if str(w.get("name", "")).rsplit(".", 1)[-1] != str(r.get("name", "")).rsplit(".", 1)[
-                -1
-            ] and w.get("name") not in r.get("aliases", []):
-                out.append(Difference(path, "NAME_MISMATCH"))
             wfields = {f["name"]: f for f in w.get("fields", [])}
             for f in r.get("fields", []):
                 match = wfields.get(f["name"])
@@ -120,16 +137,16 @@ def avro_differences(writer: Any, reader: Any) -> list[Difference]:
                 fpath = f"{path}/fields/{f['name']}"
                 if match is None:
                     if "default" not in f:
-                        out.append(Difference(fpath, "READER_FIELD_MISSING_DEFAULT_VALUE"))
+                        out.append(Difference(fpath, "READER_FIELD_MISSING_DEFAULT_VALUE", False))
                 else:
                     check(match["type"], f["type"], fpath)
         elif tw == "enum":
             missing = set(w.get("symbols", [])) - set(r.get("symbols", []))
             if missing and "default" not in r:
-                out.append(Difference(f"{path}/symbols", "MISSING_ENUM_SYMBOLS"))
+                out.append(Difference(f"{path}/symbols", "MISSING_ENUM_SYMBOLS", False))
         elif tw == "fixed":
             if w.get("size") != r.get("size"):
-                out.append(Difference(f"{path}/size", "FIXED_SIZE_MISMATCH"))
+                out.append(Difference(f"{path}/size", "FIXED_SIZE_MISMATCH", False))
         elif tw == "array":
             check(w.get("items"), r.get("items"), f"{path}/items")
         elif tw == "map":
@@ -139,6 +156,18 @@ def avro_differences(writer: Any, reader: Any) -> list[Difference]:
     return out
 
 
+def _same_name(writer_full: str, reader: dict[str, Any], names: _Names) -> bool:
+    """Avro's schemaNameEquals: equal unqualified names, or a reader alias naming the
+    writer's full name (aliases without a dot are in the reader's namespace)."""
+    reader_full = names.full_name(reader)
+    if writer_full.rsplit(".", 1)[-1] == reader_full.rsplit(".", 1)[-1]:
+        return True
+    namespace = reader_full.rsplit(".", 1)[0] if "." in reader_full else ""
+    aliases = reader.get("aliases") or []
+    qualified = {a if "." in a or not namespace else f"{namespace}.{a}" for a in aliases}
+    return writer_full in qualified or writer_full in aliases
+
+
 _AVRO_WHY = {
     "TYPE_MISMATCH": "the types differ and Avro cannot promote one to the other",
     "MISSING_UNION_BRANCH": "the reader's union has no branch for the writer's type",
@@ -146,6 +175,11 @@ _AVRO_WHY = {
         "the reader has a field the writer lacks, with no default; give it a default"
     ),
     "MISSING_ENUM_SYMBOLS": "the writer has enum symbols the reader lacks (and no default)",
-    "NAME_MISMATCH": "the record names differ (and no alias matches)",
+    "NAME_MISMATCH": ("the named types differ in name and no reader alias names the writer's type"),
     "FIXED_SIZE_MISMATCH": "the fixed sizes differ",
 }
+
+
+def avro_why(change: str) -> str:
+    """Why an Avro incompatibility breaks the reader."""
+    return _AVRO_WHY.get(change, change.lower().replace("_", " "))

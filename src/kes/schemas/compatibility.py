@@ -30,64 +30,132 @@ difference names, the same compatible set), including its *content models*:
 kes generates closed schemas for event payloads (see :mod:`kes.schemas.generate`), as
 Confluent's own Java serializer does, so "add an optional field" is BACKWARD compatible.
 
-Not compared (as in Confluent, or simplified here): ``format``, ``dependencies``,
-``unevaluated*``, ``if/then/else``, remote ``$ref``. Local ``$ref`` (``#/$defs/..``,
-``#/definitions/..``) is followed, recursion included.
+A *policy* picks the compatible change names: STRICT (Confluent's default) as above;
+LENIENT also accepts the changes that only break data holding properties its schema
+never declared (adding a property to an open model, closing an open model, removing a
+property from a closed one), for producers that write exactly their declared fields.
 
-Avro compatibility is basic: Avro's schema-resolution rules for records (fields
-matched by name or alias; a reader field missing in the writer needs a default),
-enums (writer symbols must be known to the reader, or the reader has a default),
-arrays, maps, fixed (size), unions and primitive promotions (int -> long -> float ->
-double, string <-> bytes). Logical types, aliases of named types and namespaces are
-not checked.
+Not compared (as in Confluent): ``format``, ``if/then/else``, ``propertyNames``,
+``contains``. Local ``$ref`` (``#/$defs/..``, ``#/definitions/..``) is followed,
+recursion included; schema references (another subject's version) are bundled in
+first (:mod:`kes.schemas.references`).
+
+Avro follows Avro's own ``SchemaCompatibility`` (the reader resolves the writer's
+data): records (fields matched by name or alias; a reader field missing in the writer
+needs a default), named types matched by full name or the reader's aliases, enums
+(writer symbols known to the reader, or a reader default), fixed sizes, unions,
+arrays, maps and the promotions int -> long -> float -> double and string <-> bytes.
+Logical types are annotations of their base type, as in Avro: a base type the reader
+cannot read breaks, a changed ``logicalType`` alone does not.
 """
 
 from __future__ import annotations
 
+import enum
 from collections.abc import Sequence
 from typing import Any
 
-from kes.schemas.avro_diff import _AVRO_WHY, avro_differences
+from kes.schemas.avro_diff import avro_differences, avro_why
 from kes.schemas.differences import (
     COMPATIBLE_CHANGES,
+    LENIENT_COMPATIBLE_CHANGES,
     BreakingChange,
     Difference,
-    Mode,
     field_of,
 )
-from kes.schemas.errors import InvalidSchemaError
+from kes.schemas.errors import InvalidCompatibilityError, InvalidSchemaError
 from kes.schemas.json_diff import json_differences
 
 __all__ = [
     "COMPATIBLE_CHANGES",
+    "LENIENT_COMPATIBLE_CHANGES",
     "BreakingChange",
     "Difference",
     "Mode",
+    "Policy",
     "avro_differences",
     "check_compatibility",
     "json_differences",
 ]
 
 
+class Mode(enum.StrEnum):
+    """A compatibility level, spelled as Confluent Schema Registry spells it."""
+
+    BACKWARD = "BACKWARD"
+    BACKWARD_TRANSITIVE = "BACKWARD_TRANSITIVE"
+    FORWARD = "FORWARD"
+    FORWARD_TRANSITIVE = "FORWARD_TRANSITIVE"
+    FULL = "FULL"
+    FULL_TRANSITIVE = "FULL_TRANSITIVE"
+    NONE = "NONE"
+
+    @classmethod
+    def parse(cls, value: str | Mode) -> Mode:
+        try:
+            return cls(str(value).upper())
+        except ValueError:
+            raise InvalidCompatibilityError(
+                f"unknown compatibility level {value!r}; use one of "
+                f"{', '.join(m.value for m in cls)}."
+            ) from None
+
+    @property
+    def backward(self) -> bool:
+        return self in (Mode.BACKWARD, Mode.BACKWARD_TRANSITIVE, Mode.FULL, Mode.FULL_TRANSITIVE)
+
+    @property
+    def forward(self) -> bool:
+        return self in (Mode.FORWARD, Mode.FORWARD_TRANSITIVE, Mode.FULL, Mode.FULL_TRANSITIVE)
+
+    @property
+    def transitive(self) -> bool:
+        return self.value.endswith("_TRANSITIVE")
+
+
+class Policy(enum.StrEnum):
+    """Which JSON Schema changes count as compatible (Confluent's ``compatibilityPolicy``)."""
+
+    STRICT = "STRICT"
+    LENIENT = "LENIENT"
+
+    @classmethod
+    def parse(cls, value: str | Policy) -> Policy:
+        try:
+            return cls(str(value).upper())
+        except ValueError:
+            raise InvalidCompatibilityError(
+                f"unknown compatibility policy {value!r}; use STRICT (the default) or LENIENT."
+            ) from None
+
+    @property
+    def compatible_changes(self) -> frozenset[str]:
+        return LENIENT_COMPATIBLE_CHANGES if self is Policy.LENIENT else COMPATIBLE_CHANGES
+
+
 def _breaking(
-    schema_type: str, writer_or_original: Any, reader_or_update: Any, direction: str, version: int
+    schema_type: str,
+    policy: Policy,
+    writer_or_original: Any,
+    reader_or_update: Any,
+    direction: str,
+    version: int,
 ) -> list[BreakingChange]:
     if schema_type == "AVRO":
-        diffs = avro_differences(writer_or_original, reader_or_update)
         return [
             BreakingChange(
                 field_of(d.path.replace("/fields/", "/properties/")),
                 d.type,
-                _AVRO_WHY.get(d.type, d.type),
+                avro_why(d.type),
                 d.path,
                 direction,
                 version,
             )
-            for d in diffs
+            for d in avro_differences(writer_or_original, reader_or_update)
         ]
     return [
         BreakingChange(d.field, d.type, d.why, d.path, direction, version)
-        for d in json_differences(writer_or_original, reader_or_update)
+        for d in json_differences(writer_or_original, reader_or_update, policy.compatible_changes)
         if not d.compatible
     ]
 
@@ -97,13 +165,15 @@ def check_compatibility(
     new: Any,
     previous: Sequence[tuple[int, Any]],
     schema_type: str = "JSON",
+    policy: Policy | str = Policy.STRICT,
 ) -> list[BreakingChange]:
-    """The breaking changes of ``new`` under ``mode`` against ``previous``.
+    """The breaking changes of ``new`` under ``mode`` (and ``policy``) against ``previous``.
 
     ``previous`` holds ``(version, parsed schema)``, oldest first. Non-transitive
     modes compare with the last one only. An empty list means compatible.
     """
     mode = Mode.parse(mode)
+    policy = Policy.parse(policy)
     if mode is Mode.NONE or not previous:
         return []
     kind = schema_type.upper()
@@ -116,7 +186,7 @@ def check_compatibility(
     out: list[BreakingChange] = []
     for version, old in reversed(targets):
         if mode.backward:
-            out.extend(_breaking(kind, old, new, "backward", version))
+            out.extend(_breaking(kind, policy, old, new, "backward", version))
         if mode.forward:
-            out.extend(_breaking(kind, new, old, "forward", version))
+            out.extend(_breaking(kind, policy, new, old, "forward", version))
     return out

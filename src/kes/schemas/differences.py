@@ -1,49 +1,13 @@
-"""Modes, differences and breaking changes: the vocabulary of compatibility checks."""
+"""Differences and breaking changes: the vocabulary of compatibility checks (no I/O, no errors)."""
 
 from __future__ import annotations
 
-import enum
 import json
 from dataclasses import dataclass
 from typing import Any
 
-from kes.schemas.errors import InvalidCompatibilityError
-
-
-class Mode(enum.StrEnum):
-    """A compatibility level, spelled as Confluent Schema Registry spells it."""
-
-    BACKWARD = "BACKWARD"
-    BACKWARD_TRANSITIVE = "BACKWARD_TRANSITIVE"
-    FORWARD = "FORWARD"
-    FORWARD_TRANSITIVE = "FORWARD_TRANSITIVE"
-    FULL = "FULL"
-    FULL_TRANSITIVE = "FULL_TRANSITIVE"
-    NONE = "NONE"
-
-    @classmethod
-    def parse(cls, value: str | Mode) -> Mode:
-        try:
-            return cls(str(value).upper())
-        except ValueError:
-            raise InvalidCompatibilityError(
-                f"unknown compatibility level {value!r}; use one of "
-                f"{', '.join(m.value for m in cls)}."
-            ) from None
-
-    @property
-    def backward(self) -> bool:
-        return self in (Mode.BACKWARD, Mode.BACKWARD_TRANSITIVE, Mode.FULL, Mode.FULL_TRANSITIVE)
-
-    @property
-    def forward(self) -> bool:
-        return self in (Mode.FORWARD, Mode.FORWARD_TRANSITIVE, Mode.FULL, Mode.FULL_TRANSITIVE)
-
-    @property
-    def transitive(self) -> bool:
-        return self.value.endswith("_TRANSITIVE")
-
-
+# Confluent's json-schema-provider ``SchemaDiff.COMPATIBLE_CHANGES_STRICT``: the change
+# names after which the update still reads every payload the original accepted.
 COMPATIBLE_CHANGES: frozenset[str] = frozenset(
     {
         "ID_CHANGED",
@@ -69,12 +33,17 @@ COMPATIBLE_CHANGES: frozenset[str] = frozenset(
         "MULTIPLE_OF_REMOVED",
         "REQUIRED_ATTRIBUTE_WITH_DEFAULT_ADDED",
         "REQUIRED_ATTRIBUTE_REMOVED",
+        "DEPENDENCY_ARRAY_NARROWED",
+        "DEPENDENCY_ARRAY_REMOVED",
+        "DEPENDENCY_SCHEMA_REMOVED",
         "MAX_PROPERTIES_INCREASED",
         "MAX_PROPERTIES_REMOVED",
         "MIN_PROPERTIES_DECREASED",
         "MIN_PROPERTIES_REMOVED",
         "ADDITIONAL_PROPERTIES_ADDED",
         "ADDITIONAL_PROPERTIES_EXTENDED",
+        "UNEVALUATED_PROPERTIES_ADDED",
+        "UNEVALUATED_PROPERTIES_EXTENDED",
         "PROPERTY_WITH_EMPTY_SCHEMA_ADDED_TO_OPEN_CONTENT_MODEL",
         "REQUIRED_PROPERTY_WITH_DEFAULT_ADDED_TO_UNOPEN_CONTENT_MODEL",
         "OPTIONAL_PROPERTY_ADDED_TO_UNOPEN_CONTENT_MODEL",
@@ -86,9 +55,15 @@ COMPATIBLE_CHANGES: frozenset[str] = frozenset(
         "MAX_ITEMS_REMOVED",
         "MIN_ITEMS_DECREASED",
         "MIN_ITEMS_REMOVED",
+        "MAX_CONTAINS_INCREASED",
+        "MAX_CONTAINS_REMOVED",
+        "MIN_CONTAINS_DECREASED",
+        "MIN_CONTAINS_REMOVED",
         "UNIQUE_ITEMS_REMOVED",
         "ADDITIONAL_ITEMS_ADDED",
         "ADDITIONAL_ITEMS_EXTENDED",
+        "UNEVALUATED_ITEMS_ADDED",
+        "UNEVALUATED_ITEMS_EXTENDED",
         "ITEM_WITH_EMPTY_SCHEMA_ADDED_TO_OPEN_CONTENT_MODEL",
         "ITEM_ADDED_TO_CLOSED_CONTENT_MODEL",
         "ITEM_WITH_FALSE_REMOVED_FROM_CLOSED_CONTENT_MODEL",
@@ -103,15 +78,40 @@ COMPATIBLE_CHANGES: frozenset[str] = frozenset(
     }
 )
 
+# ``COMPATIBLE_CHANGES_LENIENT``: STRICT plus the changes that are safe when producers
+# only ever write the properties their schema declares (old data never holds an
+# undeclared property), so open and closed content models may be treated alike.
+LENIENT_COMPATIBLE_CHANGES: frozenset[str] = COMPATIBLE_CHANGES | {
+    "ADDITIONAL_PROPERTIES_NARROWED",
+    "ADDITIONAL_PROPERTIES_REMOVED",
+    "UNEVALUATED_PROPERTIES_NARROWED",
+    "UNEVALUATED_PROPERTIES_REMOVED",
+    "REQUIRED_PROPERTY_WITH_DEFAULT_ADDED_TO_OPEN_CONTENT_MODEL",
+    "OPTIONAL_PROPERTY_ADDED_TO_OPEN_CONTENT_MODEL",
+    "PROPERTY_REMOVED_FROM_OPEN_CONTENT_MODEL",
+    "PROPERTY_REMOVED_FROM_CLOSED_CONTENT_MODEL",
+    "PROPERTY_ADDED_NOT_COVERED_BY_PARTIALLY_OPEN_CONTENT_MODEL",
+    "PROPERTY_REMOVED_NOT_COVERED_BY_PARTIALLY_OPEN_CONTENT_MODEL",
+}
+
 # Why an incompatible difference breaks readers of the original's data.
 _WHY: dict[str, str] = {
     "TYPE_CHANGED": "the type changed; values of the old type no longer validate",
     "TYPE_NARROWED": "the type was narrowed (e.g. number -> integer); 1.5 no longer validates",
     "SCHEMA_ADDED": "a constraint was added where anything was allowed",
-    "PROPERTY_ADDED_TO_OPEN_CONTENT_MODEL": (
+    "OPTIONAL_PROPERTY_ADDED_TO_OPEN_CONTENT_MODEL": (
         "the original allowed unknown properties (open content model), so old data may "
         "already hold this name with another type; close the original "
-        "(additionalProperties: false) before adding properties"
+        "(additionalProperties: false) before adding properties, or use the LENIENT policy"
+    ),
+    "REQUIRED_PROPERTY_ADDED_TO_OPEN_CONTENT_MODEL": (
+        "a new required property without a default: old data lacks it; make it optional "
+        "or give it a default"
+    ),
+    "REQUIRED_PROPERTY_WITH_DEFAULT_ADDED_TO_OPEN_CONTENT_MODEL": (
+        "the original allowed unknown properties (open content model), so old data may "
+        "already hold this name with another type; close the original first, or use the "
+        "LENIENT policy"
     ),
     "PROPERTY_REMOVED_FROM_CLOSED_CONTENT_MODEL": (
         "the update forbids unknown properties (closed content model) but old data holds "
@@ -147,12 +147,39 @@ _WHY: dict[str, str] = {
     "SUM_TYPE_NARROWED": "alternatives were removed from anyOf/oneOf",
     "PRODUCT_TYPE_EXTENDED": "allOf gained a constraint",
     "NOT_TYPE_EXTENDED": "'not' now excludes more values",
-    "DEPENDENCY_ARRAY_ADDED": "a property dependency was added",
+    "DEPENDENCY_ARRAY_ADDED": "a property dependency was added: old data may lack what it asks",
+    "DEPENDENCY_ARRAY_EXTENDED": "a property dependency asks for more properties",
+    "DEPENDENCY_ARRAY_CHANGED": "a property dependency asks for other properties",
+    "DEPENDENCY_SCHEMA_ADDED": "a schema dependency was added: old data may not match it",
+    "UNEVALUATED_PROPERTIES_REMOVED": "unevaluated properties are now forbidden",
+    "UNEVALUATED_PROPERTIES_NARROWED": "unevaluated properties are now constrained",
+    "UNEVALUATED_ITEMS_REMOVED": "unevaluated array items are now forbidden",
+    "UNEVALUATED_ITEMS_NARROWED": "unevaluated array items are now constrained",
+    "ITEM_ADDED_NOT_COVERED_BY_PARTIALLY_OPEN_CONTENT_MODEL": (
+        "the new tuple item's schema does not accept what the original's extra items allowed"
+    ),
+    "ITEM_REMOVED_NOT_COVERED_BY_PARTIALLY_OPEN_CONTENT_MODEL": (
+        "the removed tuple item's values are not accepted by the update's extra items"
+    ),
 }
-for _limit in ("MAX_LENGTH", "MAXIMUM", "EXCLUSIVE_MAXIMUM", "MAX_ITEMS", "MAX_PROPERTIES"):
+for _limit in (
+    "MAX_LENGTH",
+    "MAXIMUM",
+    "EXCLUSIVE_MAXIMUM",
+    "MAX_ITEMS",
+    "MAX_PROPERTIES",
+    "MAX_CONTAINS",
+):
     _WHY[f"{_limit}_ADDED"] = f"{_limit.lower()} was added: old values may exceed it"
     _WHY[f"{_limit}_DECREASED"] = f"{_limit.lower()} decreased: old values may exceed it"
-for _limit in ("MIN_LENGTH", "MINIMUM", "EXCLUSIVE_MINIMUM", "MIN_ITEMS", "MIN_PROPERTIES"):
+for _limit in (
+    "MIN_LENGTH",
+    "MINIMUM",
+    "EXCLUSIVE_MINIMUM",
+    "MIN_ITEMS",
+    "MIN_PROPERTIES",
+    "MIN_CONTAINS",
+):
     _WHY[f"{_limit}_ADDED"] = f"{_limit.lower()} was added: old values may be below it"
     _WHY[f"{_limit}_INCREASED"] = f"{_limit.lower()} increased: old values may be below it"
 _WHY["PATTERN_ADDED"] = "a pattern was added: old strings may not match it"
@@ -164,14 +191,14 @@ _WHY["MULTIPLE_OF_CHANGED"] = "multipleOf changed"
 
 @dataclass(frozen=True, slots=True)
 class Difference:
-    """One difference between two schemas, at ``path`` (a JSON pointer into the schema)."""
+    """One difference between two schemas, at ``path`` (a JSON pointer into the schema).
+
+    ``compatible`` is decided by the policy the comparison ran under (STRICT or LENIENT).
+    """
 
     path: str
     type: str
-
-    @property
-    def compatible(self) -> bool:
-        return self.type in COMPATIBLE_CHANGES
+    compatible: bool
 
     @property
     def field(self) -> str:
@@ -238,7 +265,7 @@ def field_of(path: str) -> str:
             if i + 1 < len(parts) and parts[i + 1].isdigit():
                 out[-1] = out[-1][:-2] + f"[{parts[i + 1]}]"
                 i += 1
-        elif p in ("additionalProperties", "patternProperties"):
+        elif p in ("additionalProperties", "patternProperties", "unevaluatedProperties"):
             out.append("*")
         i += 1
     return ".".join(out) if out else "(root)"

@@ -12,19 +12,25 @@ from typing import TYPE_CHECKING
 from kes.errors import InvalidInputError, KesError
 
 if TYPE_CHECKING:
-    from kes.schemas.compatibility import BreakingChange
+    from kes.schemas.differences import BreakingChange
 
 __all__ = [
+    "CompatibilityNotConfiguredError",
     "IncompatibleSchemaError",
     "InvalidCompatibilityError",
     "InvalidSchemaError",
     "InvalidVersionError",
     "PayloadValidationError",
+    "ReferenceExistsError",
     "SchemaError",
     "SchemaNotFoundError",
     "SchemaNotRegisteredError",
     "SubjectNotFoundError",
+    "SubjectNotSoftDeletedError",
+    "SubjectSoftDeletedError",
     "VersionNotFoundError",
+    "VersionNotSoftDeletedError",
+    "VersionSoftDeletedError",
 ]
 
 
@@ -77,11 +83,53 @@ class SchemaNotFoundError(SchemaError, LookupError):
     error_code = 40403
 
 
+class SubjectSoftDeletedError(SchemaError, LookupError):
+    """A soft delete of a subject whose versions are all soft-deleted already."""
+
+    http_status = 404
+    error_code = 40404
+
+
+class SubjectNotSoftDeletedError(SchemaError, LookupError):
+    """A permanent delete of a subject that still has live versions (soft-delete first)."""
+
+    http_status = 404
+    error_code = 40405
+
+
+class VersionSoftDeletedError(SchemaError, LookupError):
+    """A soft delete of a version that is soft-deleted already."""
+
+    http_status = 404
+    error_code = 40406
+
+
+class VersionNotSoftDeletedError(SchemaError, LookupError):
+    """A permanent delete of a live version (soft-delete it first)."""
+
+    http_status = 404
+    error_code = 40407
+
+
+class CompatibilityNotConfiguredError(SchemaError, LookupError):
+    """The subject has no compatibility level (or policy) of its own."""
+
+    http_status = 404
+    error_code = 40408
+
+
+class ReferenceExistsError(SchemaError):
+    """A delete of a version that another subject's schema references; nothing deleted."""
+
+    http_status = 422
+    error_code = 42206
+
+
 class IncompatibleSchemaError(SchemaError):
     """Registering the schema would break the subject's compatibility rule; nothing written."""
 
     http_status = 409
-    error_code = 409
+    error_code = 40901
 
     def __init__(self, message: str, changes: Sequence[BreakingChange]) -> None:
         super().__init__(message)

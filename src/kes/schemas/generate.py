@@ -9,12 +9,12 @@ version add an optional field and stay BACKWARD compatible. Objects that stand f
 
 from __future__ import annotations
 
-import json
 from typing import Any
 
 import msgspec
 
 from kes.domain import Aggregate
+from kes.schemas.differences import canonical
 
 __all__ = ["aggregate_schemas", "canonical", "payload_schema", "subject_name"]
 
@@ -47,8 +47,3 @@ def aggregate_schemas(
         subject_name(cls.aggregate_type, name): (versions[name], payload_schema(payload, closed))
         for name, payload in sorted(cls.event_types().items())
     }
-
-
-def canonical(schema: Any) -> str:
-    """A schema as compact JSON with sorted keys: equal schemas give equal strings."""
-    return json.dumps(schema, sort_keys=True, separators=(",", ":"))

@@ -6,11 +6,17 @@ Topic
 
     * key ``{"keytype":"SCHEMA","subject":S,"version":V,"magic":1}``, value
       ``{"subject":S,"version":V,"id":ID,"schemaType":"JSON","schema":"<text>","deleted":false}``
+      (``"references": [{"name":N,"subject":S2,"version":V2}]`` when it has some;
+      ``"deleted": true`` once soft-deleted; a tombstone once permanently deleted)
     * key ``{"keytype":"CONFIG","subject":S|null,"magic":0}``, value
-      ``{"compatibilityLevel":"BACKWARD"}`` (``subject`` null: the global level)
+      ``{"compatibilityLevel":"BACKWARD","compatibilityPolicy":"STRICT"}`` (either may be
+      absent; ``subject`` null: the global setting)
 
 State
-    Held in memory and rebuilt by reading the topic from the beginning on first use;
+    A :class:`kes.schemas.state.RegistryState`, which also takes every decision (what
+    to write, what to refuse) with no I/O; this module only reads the topic into it and
+    writes the records it plans. Held in memory and rebuilt by reading the topic from
+    the beginning on first use;
     every read call first catches up with the topic's end (one watermark query), so a
     registry sees what other processes registered. Restarting loses nothing.
 
@@ -31,9 +37,9 @@ from __future__ import annotations
 import contextlib
 import json
 import logging
+import os
 import threading
-from collections.abc import Callable, Iterator
-from dataclasses import dataclass
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from typing import Any, TypeVar
 
 from confluent_kafka import KafkaException, Message
@@ -45,109 +51,24 @@ from kes.kafka.errors import Failure, classify
 from kes.kafka.produce import TransactionalProducer
 from kes.kafka.table import CompactedTopic
 from kes.kafka.topics import SCHEMAS, Topics
-from kes.schemas.compatibility import BreakingChange, Mode, check_compatibility, json_differences
-from kes.schemas.compatibility import avro_differences as _avro_self_check
-from kes.schemas.errors import (
-    IncompatibleSchemaError,
-    InvalidSchemaError,
-    InvalidVersionError,
-    SchemaNotFoundError,
-    SubjectNotFoundError,
-    VersionNotFoundError,
-)
-from kes.schemas.generate import aggregate_schemas, canonical
+from kes.schemas.compatibility import BreakingChange, Mode, Policy
+from kes.schemas.generate import aggregate_schemas
+from kes.schemas.parse import SchemaInput, parse_schema
+from kes.schemas.state import Mutation, Record, Reference, RegisteredSchema, RegistryState
 
 __all__ = ["DEFAULT_TOPIC", "RegisteredSchema", "SchemaRegistry", "parse_schema"]
 
 log = logging.getLogger("kes.schemas")
 
 DEFAULT_TOPIC = "_kes_schemas"  # KafkaConfig().schema_topic(): the default namespace's
-SCHEMA_TYPES = ("JSON", "AVRO", "PROTOBUF")
-
 T = TypeVar("T")
-Records = list[tuple[dict[str, Any], dict[str, Any] | None]]
-Decide = Callable[[], tuple[Records, T]]
-
-
-@dataclass(frozen=True, slots=True)
-class RegisteredSchema:
-    """One version of a subject."""
-
-    subject: str
-    version: int
-    id: int
-    schema: str
-    schema_type: str = "JSON"
-
-    @property
-    def parsed(self) -> Any:
-        return json.loads(self.schema)
-
-    def to_json(self) -> dict[str, Any]:
-        """The Confluent REST representation."""
-        out: dict[str, Any] = {
-            "subject": self.subject,
-            "version": self.version,
-            "id": self.id,
-            "schema": self.schema,
-        }
-        if self.schema_type != "AVRO":
-            out["schemaType"] = self.schema_type
-        return out
-
-
-def parse_schema(schema: str | dict[str, Any] | list[Any] | bool, schema_type: str) -> Any:
-    """Parse and check a schema document; raises InvalidSchemaError naming the problem."""
-    kind = schema_type.upper()
-    if kind not in SCHEMA_TYPES:
-        raise InvalidSchemaError(
-            f"unknown schemaType {schema_type!r}; use JSON (default in kes), AVRO or PROTOBUF."
-        )
-    if kind == "PROTOBUF":
-        if not isinstance(schema, str) or ("syntax" not in schema and "message" not in schema):
-            raise InvalidSchemaError("a PROTOBUF schema must be .proto text with a message.")
-        return schema
-    if isinstance(schema, str):
-        try:
-            parsed: Any = json.loads(schema)
-        except json.JSONDecodeError as exc:
-            raise InvalidSchemaError(
-                f"the {kind} schema is not valid JSON: {exc.msg} at line {exc.lineno} "
-                f"column {exc.colno}."
-            ) from None
-    else:
-        parsed = schema
-    if kind == "JSON":
-        if not isinstance(parsed, dict | bool):
-            raise InvalidSchemaError(
-                f"a JSON Schema must be an object or a boolean, got {type(parsed).__name__}."
-            )
-        json_differences(parsed, parsed)  # walks every reachable node: bad types, refs
-        _compile_json(parsed)
-    else:
-        if not isinstance(parsed, dict | list | str):
-            raise InvalidSchemaError(f"an Avro schema must be an object, array or name: {parsed}")
-        _avro_self_check(parsed, parsed)
-    return parsed
-
-
-def _compile_json(schema: Any) -> None:
-    import fastjsonschema
-
-    try:
-        fastjsonschema.compile(schema)
-    except fastjsonschema.JsonSchemaDefinitionException as exc:
-        raise InvalidSchemaError(f"the JSON Schema is invalid: {exc}.") from None
-    except (TypeError, ValueError, KeyError, AttributeError) as exc:
-        raise InvalidSchemaError(f"the JSON Schema is invalid: {exc!r}.") from None
-
-
-def _canonical_text(parsed: Any, schema_type: str) -> str:
-    return parsed if schema_type == "PROTOBUF" else canonical(parsed)
+Refs = Sequence[Reference | Mapping[str, Any]]
 
 
 class SchemaRegistry:
-    """Subjects, versions, global ids and compatibility levels in a Kafka topic.
+    """Subjects, versions, global ids, references and compatibility settings in a Kafka
+    topic. Reads answer from a :class:`RegistryState` caught up with the topic; writes
+    are planned by it and written atomically.
 
     Connects lazily. Thread-safe. Close it to stop its Kafka clients.
     """
@@ -159,105 +80,101 @@ class SchemaRegistry:
         default_compatibility: Mode | str = Mode.BACKWARD,
     ) -> None:
         self.config = config
-        self.topic = topic or config.schema_topic()
+        # as `kes schemas` does: KES_SCHEMAS_TOPIC, else the namespace's (_kes_schemas)
+        self.topic = topic or os.environ.get("KES_SCHEMAS_TOPIC") or config.schema_topic()
         self.default_compatibility = Mode.parse(default_compatibility)
         self._lock = threading.RLock()
         self._log: CompactedTopic | None = None
         self._producer: TransactionalProducer | None = None
         self._closed = False
-        # state
-        self._by_id: dict[int, tuple[str, str, str]] = {}  # id -> (type, text, canonical)
-        self._ids: dict[tuple[str, str], int] = {}  # (type, canonical) -> id
-        self._subjects: dict[str, dict[int, int]] = {}  # subject -> version -> id
-        self._config: dict[str | None, Mode] = {}
+        self._state = RegistryState(self.default_compatibility, self.topic)
 
-    # ---- reads -----------------------------------------------------------------------
+    # ---- reads (see RegistryState for their meaning) -----------------------------------
 
-    def subjects(self) -> list[str]:
+    def subjects(self, deleted: bool = False) -> list[str]:
         with self._fresh():
-            return sorted(s for s, versions in self._subjects.items() if versions)
+            return self._state.subjects(deleted)
 
-    def versions(self, subject: str) -> list[int]:
+    def versions(self, subject: str, deleted: bool = False) -> list[int]:
         with self._fresh():
-            return sorted(self._versions(subject))
+            return self._state.versions(subject, deleted)
 
-    def get(self, subject: str, version: int | str = "latest") -> RegisteredSchema:
+    def get(
+        self, subject: str, version: int | str = "latest", deleted: bool = False
+    ) -> RegisteredSchema:
         """A version of ``subject`` (``"latest"``, or ``-1``, for the newest)."""
         with self._fresh():
-            return self._get(subject, version)
+            return self._state.get(subject, version, deleted)
 
-    def by_id(self, schema_id: int) -> tuple[str, str]:
-        """``(schema_type, schema text)`` of a global id."""
+    def by_id(self, schema_id: int) -> RegisteredSchema:
+        """The schema with a global id (soft-deleted versions' schemas included)."""
         with self._fresh():
-            found = self._by_id.get(schema_id)
-            if found is None:
-                raise SchemaNotFoundError(
-                    f"no schema has id {schema_id}; ids run 1..{max(self._by_id, default=0)}."
-                )
-            return found[0], found[1]
+            return self._state.by_id(schema_id)
 
-    def subjects_of(self, schema_id: int) -> list[str]:
+    def document(self, schema_id: int) -> Any:
+        """The parsed schema with this id, its references bundled in (self-contained)."""
         with self._fresh():
-            return sorted(s for s, vs in self._subjects.items() if schema_id in vs.values())
+            return self._state.document(schema_id)
+
+    def subjects_of(self, schema_id: int, deleted: bool = False) -> list[str]:
+        with self._fresh():
+            return self._state.subjects_of(schema_id, deleted)
+
+    def referenced_by(self, subject: str, version: int | str) -> list[int]:
+        with self._fresh():
+            return self._state.referenced_by(subject, version)
 
     def lookup(
-        self, subject: str, schema: str | dict[str, Any] | bool, schema_type: str = "JSON"
+        self,
+        subject: str,
+        schema: SchemaInput,
+        schema_type: str = "JSON",
+        references: Refs = (),
+        deleted: bool = False,
     ) -> RegisteredSchema:
         """The version of ``subject`` that holds ``schema``; SchemaNotFoundError if none."""
-        kind = schema_type.upper()
-        parsed = parse_schema(schema, kind)
         with self._fresh():
-            versions = self._versions(subject)
-            sid = self._ids.get((kind, _canonical_text(parsed, kind)))
-            for version, vid in sorted(versions.items()):
-                if vid == sid:
-                    return self._get(subject, version)
-            raise SchemaNotFoundError(
-                f"subject {subject!r} holds no version equal to this schema (it has versions "
-                f"{sorted(versions)}); register it first."
-            )
+            return self._state.lookup(subject, schema, schema_type, references, deleted)
 
     def compatibility(self, subject: str | None = None) -> Mode:
         """The subject's level, else the global one, else the default (BACKWARD)."""
         with self._fresh():
-            return self._mode(subject)
+            return self._state.compatibility(subject)
+
+    def policy(self, subject: str | None = None) -> Policy:
+        """The subject's policy, else the global one, else STRICT."""
+        with self._fresh():
+            return self._state.policy(subject)
 
     def compatibility_override(self, subject: str | None) -> Mode | None:
         """The level set on exactly this subject (or globally for None), if any."""
+        return self.config_override(subject)[0]
+
+    def config_override(self, subject: str | None) -> tuple[Mode | None, Policy | None]:
+        """The level and policy set on exactly this subject (or globally for None)."""
         with self._fresh():
-            return self._config.get(subject)
+            return self._state.override(subject)
 
     def check(
         self,
         subject: str,
-        schema: str | dict[str, Any] | bool,
+        schema: SchemaInput,
         schema_type: str = "JSON",
         version: int | str | None = None,
+        references: Refs = (),
     ) -> list[BreakingChange]:
-        """The breaking changes registering ``schema`` would bring (empty: compatible).
-
-        With ``version`` it is compared with that version only, in the directions the
-        subject's level asks; without it, as :meth:`register` would compare it.
-        """
-        kind = schema_type.upper()
-        parsed = parse_schema(schema, kind)
+        """The breaking changes registering ``schema`` would bring (empty: compatible)."""
         with self._fresh():
-            mode = self._mode(subject)
-            if version is None:
-                previous = self._history(subject, kind)
-            else:
-                if not self._versions(subject):
-                    raise SubjectNotFoundError(self._no_subject(subject))
-                got = self._get(subject, version)
-                previous = [(got.version, parse_schema(got.schema, got.schema_type))]
-                if mode.transitive:
-                    mode = Mode(mode.value.removesuffix("_TRANSITIVE"))
-            return check_compatibility(mode, parsed, previous, kind)
+            return self._state.check(subject, schema, schema_type, version, references)
 
-    # ---- writes ----------------------------------------------------------------------
+    # ---- writes ------------------------------------------------------------------------
 
     def register(
-        self, subject: str, schema: str | dict[str, Any] | bool, schema_type: str = "JSON"
+        self,
+        subject: str,
+        schema: SchemaInput,
+        schema_type: str = "JSON",
+        references: Refs = (),
     ) -> RegisteredSchema:
         """Register ``schema`` under ``subject``; returns its version and global id.
 
@@ -266,48 +183,9 @@ class SchemaRegistry:
         each breaking change) when the subject's compatibility level forbids it; nothing
         is written then.
         """
-        _check_subject(subject)
-        kind = schema_type.upper()
-        parsed = parse_schema(schema, kind)
-        text = schema if isinstance(schema, str) else json.dumps(schema)
-        canon = _canonical_text(parsed, kind)
-
-        def decide() -> tuple[Records, RegisteredSchema]:
-            versions = self._versions(subject)
-            sid = self._ids.get((kind, canon))
-            for version, vid in sorted(versions.items()):
-                if vid == sid:
-                    return [], self._get(subject, version)
-            mode = self._mode(subject)
-            breaking = check_compatibility(mode, parsed, self._history(subject, kind), kind)
-            if breaking:
-                latest = max(versions)
-                lines = "\n  ".join(str(b) for b in breaking)
-                raise IncompatibleSchemaError(
-                    f"Schema being registered is incompatible with an earlier schema for "
-                    f"subject {subject!r} (compatibility {mode.value}, latest version "
-                    f"{latest}); {len(breaking)} breaking change(s):\n  {lines}\nNothing was "
-                    "registered. Make the change compatible (e.g. add fields as optional, "
-                    "keep removed ones), register it as a new event type or schema version "
-                    "with an upcaster, or change the subject's compatibility level.",
-                    breaking,
-                )
-            new_id = sid if sid is not None else max(self._by_id, default=0) + 1
-            if sid is None and self._by_id.get(new_id) is not None:
-                raise AssertionError("id clash")
-            version = max(versions, default=0) + 1
-            key = {"keytype": "SCHEMA", "subject": subject, "version": version, "magic": 1}
-            value = {
-                "subject": subject,
-                "version": version,
-                "id": new_id,
-                "schemaType": kind,
-                "schema": text,
-                "deleted": False,
-            }
-            return [(key, value)], RegisteredSchema(subject, version, new_id, text, kind)
-
-        return self._mutate(decide)
+        return self._mutate(
+            lambda: self._state.plan_register(subject, schema, schema_type, references)
+        )
 
     def register_aggregate(
         self, cls: type[Aggregate], closed: bool = True
@@ -320,25 +198,34 @@ class SchemaRegistry:
 
     def set_compatibility(self, mode: Mode | str, subject: str | None = None) -> Mode:
         """Set the level of ``subject`` (or the global one for None)."""
-        level = Mode.parse(mode)
-        if subject is not None:
-            _check_subject(subject)
-        key = {"keytype": "CONFIG", "subject": subject, "magic": 0}
+        return self.configure(subject, compatibility=mode)[0]
 
-        def decide() -> tuple[Records, Mode]:
-            return [(key, {"compatibilityLevel": level.value})], level
-
-        return self._mutate(decide)
+    def configure(
+        self,
+        subject: str | None = None,
+        compatibility: Mode | str | None = None,
+        policy: Policy | str | None = None,
+    ) -> tuple[Mode, Policy]:
+        """Set the level and/or policy of ``subject`` (or the global ones for None)."""
+        return self._mutate(lambda: self._state.plan_config(subject, compatibility, policy))
 
     def delete_compatibility(self, subject: str | None = None) -> Mode:
-        """Forget the level set on ``subject`` (it falls back to the global one)."""
-        key = {"keytype": "CONFIG", "subject": subject, "magic": 0}
+        """Forget the level and policy set on ``subject``; returns the level it had."""
+        return self.delete_config(subject)[0]
 
-        def decide() -> tuple[Records, Mode]:
-            previous = self._mode(subject)
-            return [(key, None)], previous
+    def delete_config(self, subject: str | None = None) -> tuple[Mode, Policy]:
+        """Forget the level and policy set on ``subject`` (it falls back to the global
+        ones); returns what was set."""
+        return self._mutate(lambda: self._state.plan_delete_config(subject))
 
-        return self._mutate(decide)
+    def delete_subject(self, subject: str, permanent: bool = False) -> list[int]:
+        """Soft-delete ``subject`` (or, ``permanent``, remove a soft-deleted one for good);
+        returns the versions deleted."""
+        return self._mutate(lambda: self._state.plan_delete_subject(subject, permanent))
+
+    def delete_version(self, subject: str, version: int | str, permanent: bool = False) -> int:
+        """Soft-delete one version (or, ``permanent``, remove a soft-deleted one)."""
+        return self._mutate(lambda: self._state.plan_delete_version(subject, version, permanent))
 
     # ---- life cycle --------------------------------------------------------------------
 
@@ -358,82 +245,13 @@ class SchemaRegistry:
     def __exit__(self, *exc: object) -> None:
         self.close()
 
-    # ---- internals ---------------------------------------------------------------------
+    # ---- Kafka I/O ---------------------------------------------------------------------
 
     @contextlib.contextmanager
     def _fresh(self) -> Iterator[None]:
         with self._lock:
             self._catch_up()
             yield
-
-    def _versions(self, subject: str) -> dict[int, int]:
-        return self._subjects.get(subject) or {}
-
-    def _no_subject(self, subject: str) -> str:
-        known = sorted(s for s, v in self._subjects.items() if v)
-        hint = f" Known subjects: {', '.join(known[:10])}." if known else " None is registered."
-        return (
-            f"subject {subject!r} not found in {self.topic}; subjects are "
-            f"'<AggregateType>-<EventType>'.{hint}"
-        )
-
-    def _get(self, subject: str, version: int | str) -> RegisteredSchema:
-        versions = self._versions(subject)
-        if not versions:
-            raise SubjectNotFoundError(self._no_subject(subject))
-        v = _parse_version(version)
-        if v == -1:
-            v = max(versions)
-        sid = versions.get(v)
-        if sid is None:
-            raise VersionNotFoundError(
-                f"subject {subject!r} has no version {version}; it has {sorted(versions)}."
-            )
-        kind, text, _ = self._by_id[sid]
-        return RegisteredSchema(subject, v, sid, text, kind)
-
-    def _history(self, subject: str, kind: str) -> list[tuple[int, Any]]:
-        out: list[tuple[int, Any]] = []
-        for version, sid in sorted(self._versions(subject).items()):
-            other_kind, text, _ = self._by_id[sid]
-            if other_kind != kind:
-                raise InvalidSchemaError(
-                    f"subject {subject!r} holds {other_kind} schemas; cannot add {kind}."
-                )
-            out.append((version, parse_schema(text, other_kind)))
-        return out
-
-    def _mode(self, subject: str | None) -> Mode:
-        if subject is not None and subject in self._config:
-            return self._config[subject]
-        return self._config.get(None, self.default_compatibility)
-
-    def _apply(self, key: dict[str, Any], value: dict[str, Any] | None) -> None:
-        keytype = key.get("keytype")
-        if keytype == "SCHEMA":
-            subject, version = str(key["subject"]), int(key["version"])
-            versions = self._subjects.setdefault(subject, {})
-            if value is None or value.get("deleted"):
-                versions.pop(version, None)
-                return
-            sid = int(value["id"])
-            kind = str(value.get("schemaType") or "AVRO").upper()
-            text = str(value["schema"])
-            try:
-                canon = _canonical_text(json.loads(text) if kind != "PROTOBUF" else text, kind)
-            except json.JSONDecodeError:
-                canon = text
-            self._by_id.setdefault(sid, (kind, text, canon))
-            self._ids.setdefault((kind, canon), sid)
-            versions[version] = sid
-        elif keytype == "CONFIG":
-            scope: str | None = key.get("subject")
-            if value is None:
-                self._config.pop(scope, None)
-            else:
-                level = value.get("compatibilityLevel") or value.get("compatibility")
-                with contextlib.suppress(Exception):
-                    self._config[scope] = Mode.parse(str(level))
 
     def _table(self) -> CompactedTopic:
         if self._closed:
@@ -467,15 +285,13 @@ class SchemaRegistry:
             log.warning("schema topic %s: skipping a malformed record", self.topic)
             return
         if isinstance(key, dict) and (value is None or isinstance(value, dict)):
-            self._apply(key, value)
+            self._state.apply(key, value)
 
     def _forget(self, _partition: int | None) -> None:
-        self._by_id.clear()
-        self._ids.clear()
-        self._subjects.clear()
-        self._config.clear()
+        """The topic was deleted or re-created: start again from what it holds now."""
+        self._state = RegistryState(self.default_compatibility, self.topic)
 
-    def _mutate(self, decide: Decide[T], attempts: int = 5) -> T:
+    def _mutate(self, decide: Callable[[], Mutation[T]], attempts: int = 5) -> T:
         """Decide on fresh state and write atomically; re-decide when fenced."""
         with self._lock:
             for attempt in range(1, attempts + 1):
@@ -488,9 +304,10 @@ class SchemaRegistry:
                         timeout_ms=int(self.config.request_timeout_s * 1000),
                     )
                 self._catch_up()
-                records, result = decide()
+                mutation = decide()
+                records = mutation.records
                 if not records:
-                    return result
+                    return mutation.result
                 try:
                     self._write(self._producer, records)
                 except KafkaException as exc:
@@ -509,11 +326,11 @@ class SchemaRegistry:
                     log.info("schema write retried (%s)", exc)
                     continue
                 for key, value in records:
-                    self._apply(key, value)
-                return result
+                    self._state.apply(key, value)
+                return mutation.result
             raise AssertionError("unreachable")
 
-    def _write(self, producer: TransactionalProducer, records: Records) -> None:
+    def _write(self, producer: TransactionalProducer, records: Sequence[Record]) -> None:
         producer.begin()
         for key, value in records:
             producer.produce(
@@ -523,21 +340,3 @@ class SchemaRegistry:
                 partition=0,
             )
         producer.commit()
-
-
-def _parse_version(version: int | str) -> int:
-    if isinstance(version, str):
-        if version == "latest":
-            return -1
-        if version.lstrip("-").isdigit():
-            version = int(version)
-        else:
-            raise InvalidVersionError(f"version {version!r} is not a positive integer or 'latest'.")
-    if isinstance(version, bool) or not isinstance(version, int) or (version < 1 and version != -1):
-        raise InvalidVersionError(f"version {version!r} is not a positive integer or 'latest'.")
-    return version
-
-
-def _check_subject(subject: str) -> None:
-    if not subject or not subject.strip() or len(subject) > 255:
-        raise InvalidSchemaError(f"subject {subject!r} must be a non-empty name (<= 255 chars).")

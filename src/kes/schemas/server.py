@@ -2,19 +2,23 @@
 
 Serves what serializers and ``SchemaRegistryClient`` use::
 
-    GET  /subjects                                 POST /subjects/{s}            (lookup)
-    GET  /subjects/{s}/versions                    POST /subjects/{s}/versions   (register)
+    GET  /subjects[?deleted]                       POST /subjects/{s}            (lookup)
+    GET  /subjects/{s}/versions[?deleted]          POST /subjects/{s}/versions   (register)
     GET  /subjects/{s}/versions/{v|latest}         GET  /subjects/{s}/versions/{v}/schema
+    GET  /subjects/{s}/versions/{v}/referencedby
+    DELETE /subjects/{s}[?permanent]               DELETE /subjects/{s}/versions/{v}[?permanent]
     GET  /schemas/ids/{id}                         GET  /schemas/ids/{id}/subjects
     GET  /schemas/types
     POST /compatibility/subjects/{s}/versions[/{v|latest}]
-    GET|PUT /config        GET|PUT|DELETE /config/{s}
+    GET|PUT|DELETE /config[/{s}]   (compatibilityLevel and compatibilityPolicy)
 
-Errors are Confluent's JSON, ``{"error_code": 40401, "message": "..."}``: 40401 subject
-not found, 40402 version not found, 40403 schema not found, 409 incompatible schema,
-42201 invalid schema, 42202 invalid version, 42203 invalid compatibility level, 40408
-subject has no compatibility level of its own. Not served: deletes of subjects and
-versions, modes, contexts, schema references, metadata and rule sets.
+Register and lookup bodies may carry ``references``. Errors are Confluent's JSON,
+``{"error_code": 40401, "message": "..."}``: 40401 subject not found, 40402 version
+not found, 40403 schema not found, 40404 subject soft-deleted, 40405 subject not
+soft-deleted, 40406 version soft-deleted, 40407 version not soft-deleted, 40408 no
+subject-level config, 40901 incompatible schema (HTTP 409), 42201 invalid schema,
+42202 invalid version, 42203 invalid compatibility level or policy, 42206 referenced
+by another schema. Not served: modes, contexts, metadata and rule sets.
 
 The standard library's ``ThreadingHTTPServer``: no dependency, fine for a registry's
 load (every read is a dict lookup after one watermark query).
@@ -31,8 +35,8 @@ from typing import Any
 from urllib.parse import parse_qs, unquote, urlsplit
 
 from kes.errors import KesError
-from kes.schemas.compatibility import Mode
-from kes.schemas.errors import IncompatibleSchemaError, SchemaError
+from kes.schemas.compatibility import Mode, Policy
+from kes.schemas.errors import SchemaError
 from kes.schemas.registry import SchemaRegistry
 
 __all__ = ["SchemaRegistryServer"]
@@ -115,9 +119,6 @@ class _Handler(BaseHTTPRequestHandler):
             status, payload = self._route(method, parts, query, body)
         except _HttpError as exc:
             status, payload = exc.status, {"error_code": exc.code, "message": str(exc)}
-        except IncompatibleSchemaError as exc:
-            status = 409
-            payload = {"error_code": 409, "message": str(exc)}
         except SchemaError as exc:
             status, payload = exc.http_status, {"error_code": exc.error_code, "message": str(exc)}
         except KesError as exc:
@@ -146,91 +147,134 @@ class _Handler(BaseHTTPRequestHandler):
     def _route(
         self, method: str, p: list[str], query: dict[str, str], body: dict[str, Any]
     ) -> tuple[int, Any]:
-        reg = self.registry
         n = len(p)
         if n == 0:
             return 200, {}
-        head = p[0]
-        if head == "subjects":
-            if n == 1 and method == "GET":
-                return 200, reg.subjects()
-            name = p[1] if n > 1 else ""
-            if n == 2 and method == "POST":
-                schema, kind = _schema_of(body)
-                return 200, reg.lookup(name, schema, kind).to_json()
-            if n == 3 and p[2] == "versions":
-                if method == "GET":
-                    return 200, reg.versions(name)
-                if method == "POST":
-                    schema, kind = _schema_of(body)
-                    got = reg.register(name, schema, kind)
-                    return 200, got.to_json()
-            if n in (4, 5) and p[2] == "versions" and method == "GET":
-                got = reg.get(name, p[3])
-                if n == 5 and p[4] == "schema":
+        flags = {k: query.get(k, "false").lower() == "true" for k in ("deleted", "permanent")}
+        if p[0] == "subjects":
+            return self._subjects(method, p[1:], flags, body)
+        if p[0] == "schemas" and method == "GET":
+            return self._schemas(p[1:])
+        compat = p[0] == "compatibility" and method == "POST" and n in (4, 5)
+        if compat and p[1] == "subjects" and p[3] == "versions":
+            schema, kind, refs = _schema_of(body)
+            version = p[4] if n == 5 else None
+            breaking = self.registry.check(p[2], schema, kind, version, refs)
+            result: dict[str, Any] = {"is_compatible": not breaking}
+            if query.get("verbose", "false").lower() == "true" or breaking:
+                result["messages"] = [str(b) for b in breaking]
+            return 200, result
+        if p[0] == "config" and n <= 2:
+            return self._config(method, p[1] if n == 2 else None, query, body)
+        raise _not_served(method, p)
+
+    def _subjects(
+        self, method: str, p: list[str], flags: dict[str, bool], body: dict[str, Any]
+    ) -> tuple[int, Any]:
+        reg, n = self.registry, len(p)
+        deleted, permanent = flags["deleted"], flags["permanent"]
+        if n == 0 and method == "GET":
+            return 200, reg.subjects(deleted)
+        name = p[0] if n else ""
+        if n == 1 and method == "POST":
+            schema, kind, refs = _schema_of(body)
+            return 200, reg.lookup(name, schema, kind, refs, deleted).to_json()
+        if n == 1 and method == "DELETE":
+            return 200, reg.delete_subject(name, permanent)
+        if n == 2 and p[1] == "versions":
+            if method == "GET":
+                return 200, reg.versions(name, deleted)
+            if method == "POST":
+                schema, kind, refs = _schema_of(body)
+                return 200, reg.register(name, schema, kind, refs).to_json()
+        if n in (3, 4) and p[1] == "versions":
+            if n == 3 and method == "DELETE":
+                return 200, reg.delete_version(name, p[2], permanent)
+            if method == "GET" and n == 4 and p[3] == "referencedby":
+                return 200, reg.referenced_by(name, p[2])
+            if method == "GET":
+                got = reg.get(name, p[2], deleted)
+                if n == 4 and p[3] == "schema":
                     return 200, got.parsed
-                if n == 4:
-                    return 200, got.to_json()
-        elif head == "schemas" and method == "GET":
-            if n == 2 and p[1] == "types":
-                return 200, ["JSON", "AVRO", "PROTOBUF"]
-            if n in (3, 4) and p[1] == "ids":
-                if not p[2].isdigit():
-                    raise _HttpError(404, 40403, f"schema id {p[2]!r} is not a number.")
-                sid = int(p[2])
-                kind, text = reg.by_id(sid)
-                if n == 4 and p[3] == "subjects":
-                    return 200, reg.subjects_of(sid)
                 if n == 3:
-                    out: dict[str, Any] = {"schema": text}
-                    if kind != "AVRO":
-                        out["schemaType"] = kind
-                    return 200, out
-        elif head == "compatibility" and method == "POST" and n in (4, 5):
-            if p[1] == "subjects" and p[3] == "versions":
-                schema, kind = _schema_of(body)
-                version = p[4] if n == 5 else None
-                breaking = reg.check(p[2], schema, kind, version)
-                result: dict[str, Any] = {"is_compatible": not breaking}
-                if query.get("verbose", "false").lower() == "true" or breaking:
-                    result["messages"] = [str(b) for b in breaking]
-                return 200, result
-        elif head == "config":
-            subject = p[1] if n == 2 else None
-            if n <= 2 and method == "GET":
-                if subject is None:
-                    return 200, {"compatibilityLevel": reg.compatibility().value}
-                own = reg.compatibility_override(subject)
-                if own is None:
-                    if query.get("defaultToGlobal", "false").lower() == "true":
-                        return 200, {"compatibilityLevel": reg.compatibility(subject).value}
-                    raise _HttpError(
-                        404,
-                        40408,
-                        f"Subject '{subject}' does not have subject-level compatibility "
-                        "configured; ask with ?defaultToGlobal=true for the level in force.",
-                    )
-                return 200, {"compatibilityLevel": own.value}
-            if n <= 2 and method == "PUT":
-                level = body.get("compatibility") or body.get("compatibilityLevel")
-                if not level:
-                    raise _HttpError(422, 42203, 'PUT /config needs {"compatibility": "<LEVEL>"}.')
-                mode = reg.set_compatibility(Mode.parse(str(level)), subject)
-                return 200, {"compatibility": mode.value}
-            if n == 2 and method == "DELETE" and subject is not None:
-                previous = reg.delete_compatibility(subject)
-                return 200, {"compatibilityLevel": previous.value}
-        raise _HttpError(
-            HTTPStatus.NOT_FOUND, 404, f"{method} /{'/'.join(p)} is not served by kes schemas."
-        )
+                    return 200, got.to_json()
+        raise _not_served(method, ["subjects", *p])
+
+    def _schemas(self, p: list[str]) -> tuple[int, Any]:
+        n = len(p)
+        if n == 1 and p[0] == "types":
+            return 200, ["JSON", "AVRO", "PROTOBUF"]
+        if n in (2, 3) and p[0] == "ids":
+            if not p[1].isdigit():
+                raise _HttpError(404, 40403, f"schema id {p[1]!r} is not a number.")
+            found = self.registry.by_id(int(p[1]))
+            if n == 3 and p[2] == "subjects":
+                return 200, self.registry.subjects_of(found.id)
+            if n == 2:
+                out = found.to_json()
+                return 200, {k: v for k, v in out.items() if k not in ("subject", "version", "id")}
+        raise _not_served("GET", ["schemas", *p])
+
+    def _config(
+        self, method: str, subject: str | None, query: dict[str, str], body: dict[str, Any]
+    ) -> tuple[int, Any]:
+        reg = self.registry
+        if method == "GET":
+            level, policy = reg.config_override(subject)
+            fallback = query.get("defaultToGlobal", "false").lower() == "true"
+            if subject is None or fallback:
+                level, policy = reg.compatibility(subject), reg.policy(subject)
+            elif level is None and policy is None:
+                raise _HttpError(
+                    404,
+                    40408,
+                    f"Subject '{subject}' does not have subject-level compatibility "
+                    "configured; ask with ?defaultToGlobal=true for the level in force.",
+                )
+            out: dict[str, Any] = {}
+            if level is not None:
+                out["compatibilityLevel"] = level.value
+            if policy is not None:
+                out["compatibilityPolicy"] = policy.value
+            return 200, out
+        if method == "PUT":
+            level_in = body.get("compatibility") or body.get("compatibilityLevel")
+            policy_in = body.get("compatibilityPolicy")
+            if not level_in and not policy_in:
+                raise _HttpError(
+                    422,
+                    42203,
+                    'PUT /config needs {"compatibility": "<LEVEL>"} and/or '
+                    '{"compatibilityPolicy": "STRICT|LENIENT"}.',
+                )
+            reg.configure(
+                subject,
+                Mode.parse(str(level_in)) if level_in else None,
+                Policy.parse(str(policy_in)) if policy_in else None,
+            )
+            answer: dict[str, Any] = {}
+            if level_in:
+                answer["compatibility"] = str(level_in).upper()
+            if policy_in:
+                answer["compatibilityPolicy"] = str(policy_in).upper()
+            return 200, answer
+        if method == "DELETE":
+            level, policy = reg.delete_config(subject)
+            return 200, {"compatibilityLevel": level.value, "compatibilityPolicy": policy.value}
+        raise _not_served(method, ["config", *([subject] if subject else [])])
 
 
-def _schema_of(body: dict[str, Any]) -> tuple[Any, str]:
+def _not_served(method: str, p: list[str]) -> _HttpError:
+    return _HttpError(
+        HTTPStatus.NOT_FOUND, 404, f"{method} /{'/'.join(p)} is not served by kes schemas."
+    )
+
+
+def _schema_of(body: dict[str, Any]) -> tuple[Any, str, list[Any]]:
     schema = body.get("schema")
     if schema is None:
         raise _HttpError(422, 42201, 'the request needs {"schema": "<schema text>"}.')
-    if body.get("references"):
-        raise _HttpError(
-            422, 42201, "schema references are not supported by kes schemas; inline them."
-        )
-    return schema, str(body.get("schemaType") or "AVRO").upper()
+    references = body.get("references") or []
+    if not isinstance(references, list):
+        raise _HttpError(422, 42201, "references must be an array of {name, subject, version}.")
+    return schema, str(body.get("schemaType") or "AVRO").upper(), references

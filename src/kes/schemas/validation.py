@@ -47,10 +47,10 @@ def compile_validator(schema: Any) -> Check:
 class _Compiled:
     __slots__ = ("check", "registered", "schema_version")
 
-    def __init__(self, registered: RegisteredSchema, schema_version: int) -> None:
+    def __init__(self, registered: RegisteredSchema, schema_version: int, document: Any) -> None:
         self.registered = registered
         self.schema_version = schema_version
-        self.check = compile_validator(registered.parsed)
+        self.check = compile_validator(document)  # references bundled in: no remote $ref
 
 
 class SchemaValidator:
@@ -122,7 +122,9 @@ class SchemaValidator:
                         f"{cls.__module__}:{cls.__qualname__}` (or "
                         "SchemaValidator(auto_register=True)); nothing was written."
                     ) from None
-            compiled = _Compiled(registered, cls.schema_versions()[event_type])
+            compiled = _Compiled(
+                registered, cls.schema_versions()[event_type], self.registry.document(registered.id)
+            )
             self._compiled[(cls, event_type)] = compiled
             return compiled
 
