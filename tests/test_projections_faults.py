@@ -127,7 +127,9 @@ def committed_at_end(config: KafkaConfig, group: str, records: list[dict[str, An
     ends: dict[int, int] = {}
     for r in records:
         ends[r["_partition"]] = max(ends.get(r["_partition"], 0), r["_offset"] + 1)
-    c = Consumer({"bootstrap.servers": config.bootstrap_servers, "group.id": group})
+    c = Consumer(
+        {"bootstrap.servers": config.bootstrap_servers, "group.id": config.group_id(group)}
+    )
     try:
         tps = c.committed([TopicPartition(config.topic(TYPE), p) for p in ends], timeout=10)
     finally:

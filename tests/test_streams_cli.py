@@ -106,7 +106,7 @@ def test_run_two_processes_status_and_alerts_into_a_read_model(
         assert wait_until(lambda: len(outputs(kafka_config, "AccountRisk")) == 1, 120)
         assert wait_until(lambda: status()["members"] == 2 and status()["total_lag"] == 0, 60)
         st = status()
-        assert st["pipeline"] == unique and st["group"] == f"kes.stream.{unique}"
+        assert st["pipeline"] == unique and st["group"] == kafka_config.stream_group(unique)
         assert st["dead_letters"] == 1 and st["late_records"] == 0
         assert {p["topic"] for p in st["partitions"]} >= {kafka_config.topic("Account")}  # type: ignore[attr-defined]
         human = subprocess.run(

@@ -203,7 +203,9 @@ def status(
 ) -> None:
     """Positions and lag per partition of the projection GROUP (its name)."""
     config = kafka_config(bootstrap_servers, topic_prefix)
-    st = group_status(config, config.group_id(group), list(aggregate_types), database)
+    st = group_status(
+        config, config.group_id(group), list(aggregate_types), database, checkpoint_name=group
+    )
     if as_json:
         click.echo(json.dumps(st.as_dict(), indent=2))
         return

@@ -94,11 +94,14 @@ def group_status(
     group: str,
     aggregate_types: list[str] | None = None,
     database: str | None = None,
+    must_exist: bool = True,
+    checkpoint_name: str | None = None,
 ) -> GroupStatus:
     """Positions and lag per partition of a consumer group.
 
-    With ``database`` the positions are those in its ``kes_offsets`` table (the truth
-    for a SqlProjection); otherwise the group's committed offsets in Kafka.
+    With ``database`` the positions are those its ``kes_offsets`` table holds for
+    ``checkpoint_name`` (the projection's name; the truth for a SqlProjection); otherwise the group's committed offsets in Kafka. A group
+    with no member and no position is an error (a wrong name) unless not ``must_exist``.
     """
     admin = Topics(config).admin
     with kafka_errors(f"describing consumer group {group!r}"):
@@ -112,14 +115,14 @@ def group_status(
         for tp in (m.assignment.topic_partitions if m.assignment else [])
     }
     committed = {(tp.topic, tp.partition): tp.offset for tp in offsets if tp.offset >= 0}
-    if not members and not committed and database is None:
+    if must_exist and not members and not committed and database is None:
         raise ProjectionError(_no_group(admin, group))
     source = "kafka"
     if database is not None:
         store = open_checkpoints(database)
         try:
             with store.transaction() as tx:
-                committed = store.load(tx, group)
+                committed = store.load(tx, checkpoint_name or group)
         finally:
             store.close()
         source = store.url
@@ -218,7 +221,7 @@ def rewind(
             "again. Delete its output topics and its consumer group, then run it."
         )
     group = config.group_id(projection.name)
-    status = group_status(config, group)
+    status = group_status(config, group, must_exist=False)
     if status.members:
         raise ProjectionError(
             f"group {group!r} has {status.members} running member(s); stop them "
