@@ -100,8 +100,9 @@ def group_status(
     """Positions and lag per partition of a consumer group.
 
     With ``database`` the positions are those its ``kes_offsets`` table holds for
-    ``checkpoint_name`` (the projection's name; the truth for a SqlProjection); otherwise the group's committed offsets in Kafka. A group
-    with no member and no position is an error (a wrong name) unless not ``must_exist``.
+    ``checkpoint_name`` (the projection's name; the truth for a SqlProjection);
+    otherwise the group's committed offsets in Kafka. A group with no member and no
+    position is an error (a wrong name) unless not ``must_exist``.
     """
     admin = Topics(config).admin
     with kafka_errors(f"describing consumer group {group!r}"):
