@@ -35,6 +35,7 @@ def spawn_appender(
     own_only: bool = False,
     index_dir: str | None = None,
     type_: str = "Race",
+    pause_in_commit: Path | None = None,
 ) -> subprocess.Popen[bytes]:
     fields = asdict(config)
     fields["member_name"] = f"appender-{uuid.uuid4().hex[:6]}"
@@ -61,6 +62,8 @@ def spawn_appender(
         cmd += ["--ready", str(ready)]
     if own_only:
         cmd.append("--own-only")
+    if pause_in_commit is not None:
+        cmd += ["--pause-in-commit", str(pause_in_commit)]
     root = Path(__file__).resolve().parent.parent
     return subprocess.Popen(cmd, cwd=root)
 

@@ -5,12 +5,16 @@ from __future__ import annotations
 
 import threading
 import time
+from datetime import UTC, datetime
+from typing import Any
 
 import msgspec
 import pytest
+from hypothesis import given
+from hypothesis import strategies as st
 
 from kes import ANY, NO_STREAM, NewEvent
-from kes.envelope import decode
+from kes.envelope import decode, encode, headers, template, to_envelope
 from kes.errors import (
     ConcurrencyError,
     EventTooLargeError,
@@ -166,11 +170,9 @@ def test_an_oversize_event_is_refused_alone() -> None:
     assert [r for r, _ in v.accepted] == [small]
 
 
-def test_an_unserialisable_payload_is_refused_alone() -> None:
-    bad = request("o1", NO_STREAM, "e1", payload={"when": object()})
-    v = decide(bad, request("o2", NO_STREAM, "e2"))
-    assert isinstance(answer(v, bad), SerializationError)
-    assert len(v.accepted) == 1
+def test_an_unserialisable_payload_is_refused_before_it_is_queued() -> None:
+    with pytest.raises(SerializationError, match="cannot be encoded"):
+        request("o1", NO_STREAM, "e1", payload={"when": object()})
 
 
 def test_an_append_past_its_deadline_is_not_written() -> None:
@@ -209,3 +211,30 @@ def test_a_waiter_that_gets_no_answer_is_told_the_outcome_is_unknown() -> None:
     with pytest.raises(StoreUnavailableError) as info:
         req.wait(0.01)
     assert info.value.outcome == "unknown"
+
+
+json_values = st.recursive(
+    st.none() | st.booleans() | st.integers() | st.text(),
+    lambda inner: st.lists(inner, max_size=3) | st.dictionaries(st.text(), inner, max_size=3),
+    max_leaves=8,
+)
+
+
+@given(
+    aggregate_id=st.text(min_size=1),
+    payload=st.dictionaries(st.text(), json_values, max_size=4),
+    metadata=st.dictionaries(st.text(), st.text(), max_size=2),
+    version=st.integers(min_value=1, max_value=10**12),
+)
+def test_a_template_encodes_exactly_as_the_envelope_at_any_version(
+    aggregate_id: str, payload: dict[str, Any], metadata: dict[str, str], version: int
+) -> None:
+    event = NewEvent(
+        event_type="Placed",
+        payload=payload,
+        metadata=metadata,
+        timestamp=datetime(2024, 5, 1, 12, 0, tzinfo=UTC),
+    )
+    t = template("Order", aggregate_id, event)
+    assert t.value(version) == encode(to_envelope("Order", aggregate_id, version, event))
+    assert t.headers == headers(to_envelope("Order", aggregate_id, version, event))

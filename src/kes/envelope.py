@@ -7,7 +7,7 @@ routers need not decode the value. See docs/wire-format.md.
 
 from __future__ import annotations
 
-import uuid
+import os
 from collections.abc import Mapping
 from datetime import UTC, datetime
 from typing import Any
@@ -19,6 +19,15 @@ from kes.errors import InvalidInputError, SerializationError
 CONTENT_TYPE = "application/json"
 
 
+def new_event_id() -> str:
+    """A random (version 4) UUID as text: what ``str(uuid.uuid4())`` gives, faster."""
+    b = bytearray(os.urandom(16))
+    b[6] = (b[6] & 0x0F) | 0x40
+    b[8] = (b[8] & 0x3F) | 0x80
+    h = b.hex()
+    return f"{h[:8]}-{h[8:12]}-{h[12:16]}-{h[16:20]}-{h[20:]}"
+
+
 class NewEvent(msgspec.Struct, frozen=True, kw_only=True):
     """An event to append. ``event_id`` defaults to a fresh UUID.
 
@@ -27,7 +36,7 @@ class NewEvent(msgspec.Struct, frozen=True, kw_only=True):
 
     event_type: str
     payload: Mapping[str, Any]
-    event_id: str = msgspec.field(default_factory=lambda: str(uuid.uuid4()))
+    event_id: str = msgspec.field(default_factory=new_event_id)
     schema_version: int = 1
     metadata: Mapping[str, str] = msgspec.field(default_factory=dict)
     timestamp: datetime | None = None
@@ -154,3 +163,38 @@ def headers(envelope: Envelope) -> list[tuple[str, bytes]]:
         if value is not None:
             hs.append((name, value.encode()))
     return hs
+
+
+_VERSION_SLOT = b'"version":0,'
+
+
+class EnvelopeTemplate(msgspec.Struct, frozen=True):
+    """An event's record encoded once, before its version is known: the envelope JSON
+    around the version's value, the headers, and the size without the version's digits.
+    ``value(v)`` is byte for byte ``encode`` of the envelope at version ``v``."""
+
+    event_id: str
+    head: bytes  # ... "aggregateId":"<id>","version":
+    tail: bytes  # ,"schemaVersion":... }
+    headers: list[tuple[str, bytes]]
+
+    def value(self, version: int) -> bytes:
+        return b"".join((self.head, str(version).encode(), self.tail))
+
+    @property
+    def size(self) -> int:
+        """Bytes of key-less record content (value and headers), for size limits."""
+        return len(self.head) + len(self.tail) + 10 + sum(len(k) + len(v) for k, v in self.headers)
+
+
+def template(aggregate_type: str, aggregate_id: str, event: NewEvent) -> EnvelopeTemplate:
+    """Encode ``event`` for ``aggregate_type`` ``aggregate_id`` once (see EnvelopeTemplate);
+    raises SerializationError or InvalidInputError as ``encode`` would."""
+    env = to_envelope(aggregate_type, aggregate_id, 0, event)
+    data = encode(env)
+    # Every field before "version" is a JSON string, in which a quote is escaped: the
+    # first unescaped '"version":0,' is the envelope's own.
+    at = data.index(_VERSION_SLOT)
+    return EnvelopeTemplate(
+        event.event_id, data[: at + 10], data[at + len(_VERSION_SLOT) - 1 :], headers(env)
+    )

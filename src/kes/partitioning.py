@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import functools
+
 _M = 0x5BD1E995
 _MASK = 0xFFFFFFFF
 
@@ -34,7 +36,10 @@ def murmur2(data: bytes) -> int:
     return h - (1 << 32) if h & 0x80000000 else h
 
 
+@functools.lru_cache(maxsize=65_536)
 def partition_for(key: str | bytes, num_partitions: int) -> int:
-    """The partition the Java client (and librdkafka's murmur2_random) picks for ``key``."""
+    """The partition the Java client (and librdkafka's murmur2_random) picks for ``key``.
+
+    Cached: a hot path (every append) over a working set of aggregate ids."""
     data = key.encode() if isinstance(key, str) else key
     return (murmur2(data) & 0x7FFFFFFF) % num_partitions

@@ -9,6 +9,7 @@ import json
 import logging
 import os
 import random
+import signal
 import threading
 import time
 import uuid
@@ -28,8 +29,15 @@ def main() -> None:
     ap.add_argument("--out", required=True)
     ap.add_argument("--ready", help="file to write the owned partitions to once joined")
     ap.add_argument("--own-only", action="store_true", help="append only where we own")
+    ap.add_argument(
+        "--pause-in-commit",
+        help="when this file appears: stop this process (SIGSTOP) inside a commit, after the "
+        "transaction's offsets were sent and before it commits; writes FILE.paused first",
+    )
     args = ap.parse_args()
     logging.basicConfig(level=logging.WARNING)
+    if args.pause_in_commit:
+        pause_in_commit(args.pause_in_commit)
 
     config = KafkaConfig(**json.loads(args.config))
     store = KafkaEventStore(config)
@@ -39,7 +47,9 @@ def main() -> None:
         names = [n for n in names if partition_for(n, config.partitions) in owned]
     if args.ready:
         with open(args.ready + ".tmp", "w") as f:
-            json.dump({"pid": os.getpid(), "owned": owned, "aggregates": names}, f)
+            json.dump(
+                {"pid": os.getpid(), "owned": owned, "aggregates": names, "at": time.time()}, f
+            )
         os.replace(args.ready + ".tmp", args.ready)
     fd = os.open(args.out, os.O_WRONLY | os.O_CREAT | os.O_APPEND, 0o644)
     stop_at = time.monotonic() + args.seconds
@@ -98,6 +108,24 @@ def main() -> None:
         t.join()
     store.close()
     os.close(fd)
+
+
+def pause_in_commit(trigger: str) -> None:
+    """Make the next commit after ``trigger`` appears stop the whole process, the way a
+    long GC pause or a frozen VM would, at the worst moment for its successor."""
+    from kes.kafka.produce import TransactionalProducer
+
+    commit = TransactionalProducer.commit
+
+    def paused_commit(self: TransactionalProducer) -> None:
+        if os.path.exists(trigger):
+            os.remove(trigger)
+            with open(trigger + ".paused", "w") as f:
+                json.dump({"at": time.time()}, f)
+            os.kill(os.getpid(), signal.SIGSTOP)
+        commit(self)
+
+    TransactionalProducer.commit = paused_commit  # type: ignore[method-assign]
 
 
 if __name__ == "__main__":

@@ -12,7 +12,6 @@ from rich.table import Table
 
 from kes.cli.options import bootstrap_option, json_option, kafka_config, prefix_option
 from kes.envelope import RecordedEvent
-from kes.kafka.clients import reader
 from kes.kafka.config import KafkaConfig
 from kes.kafka.consume import watermarks
 from kes.kafka.topics import Topics
@@ -173,11 +172,7 @@ def tail_events(
 
 
 def _ends(config: KafkaConfig, topic: str, partitions: int) -> dict[int, int]:
-    c = reader(config)
-    try:
-        return {p: watermarks(c, topic, p)[1] for p in range(partitions)}
-    finally:
-        c.close()
+    return {p: watermarks(config, topic, p)[1] for p in range(partitions)}
 
 
 @click.group()

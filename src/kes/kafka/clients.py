@@ -6,6 +6,7 @@ needs: read_committed consumers, idempotent acks=all producers, Java's partition
 
 from __future__ import annotations
 
+import threading
 import uuid
 from typing import Any
 
@@ -63,6 +64,29 @@ def reader_conf(config: KafkaConfig, **extra: Any) -> dict[str, Any]:
 def reader(config: KafkaConfig, **extra: Any) -> Consumer:
     with kafka_errors(f"connecting a reader to {config.bootstrap_servers}"):
         return Consumer(reader_conf(config, **extra))
+
+
+_offsets_clients: dict[tuple[str, tuple[tuple[str, str], ...]], Consumer] = {}
+_offsets_lock = threading.Lock()
+
+
+def offsets_client(config: KafkaConfig) -> Consumer:
+    """A consumer that only answers offset queries, shared per cluster and security
+    settings (thread-safe, lives as long as the process).
+
+    It reads *uncommitted*: librdkafka asks for a partition's end with the client's
+    isolation level, so a read_committed client is told the last stable offset, which
+    stops before an open transaction. Reading "to the end" must aim at the high
+    watermark, past it (see kes.kafka.consume).
+    """
+    key = (config.bootstrap_servers, tuple(sorted((k, str(v)) for k, v in config.client.items())))
+    with _offsets_lock:
+        consumer = _offsets_clients.get(key)
+        if consumer is None:
+            conf = reader_conf(config, **{"isolation.level": "read_uncommitted"})
+            with kafka_errors(f"connecting to {config.bootstrap_servers}"):
+                consumer = _offsets_clients[key] = Consumer(conf)
+        return consumer
 
 
 def group_consumer_conf(config: KafkaConfig, group: str, **extra: Any) -> dict[str, Any]:

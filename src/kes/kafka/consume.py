@@ -20,7 +20,7 @@ from collections.abc import Iterator, Mapping
 from confluent_kafka import OFFSET_BEGINNING, Consumer, KafkaError, Message, TopicPartition
 
 from kes.errors import StoreUnavailableError
-from kes.kafka.clients import reader
+from kes.kafka.clients import offsets_client, reader
 from kes.kafka.config import KafkaConfig
 from kes.kafka.errors import kafka_errors
 
@@ -49,13 +49,16 @@ def drain(consumer: Consumer, max_messages: int, timeout: float) -> list[Message
 
 
 def watermarks(
-    consumer: Consumer, topic: str, partition: int, timeout: float = 10.0
+    config: KafkaConfig, topic: str, partition: int, timeout: float = 10.0
 ) -> tuple[int, int]:
-    """(low, high) watermark of ``topic[partition]``, asked of its leader now.
+    """(low, high) watermark of ``topic[partition]``, asked of its leader now: the high
+    watermark is past every record written, committed or not (never the last stable
+    offset: see ``offsets_client``).
 
     A just-created topic may be unknown to the broker asked for a moment: retried
     within ``timeout`` before it is called unavailable.
     """
+    consumer = offsets_client(config)
     deadline = time.monotonic() + timeout
     while True:
         try:
@@ -155,7 +158,7 @@ def scan(
         ends: dict[int, int] = {}
         if not follow:
             for tp in tps:
-                low, high = watermarks(consumer, topic, tp.partition)
+                low, high = watermarks(config, topic, tp.partition)
                 ends[tp.partition] = high
                 if tp.offset < 0:
                     tp.offset = low

@@ -5,10 +5,11 @@ from __future__ import annotations
 
 import contextlib
 import logging
+import struct
 import threading
 import time
 from collections.abc import Callable, Sequence
-from typing import Any
+from typing import Any, NamedTuple
 
 from confluent_kafka import KafkaError, KafkaException, Message, Producer, TopicPartition
 
@@ -17,12 +18,45 @@ from kes.kafka.clients import producer_conf
 from kes.kafka.config import KafkaConfig
 from kes.kafka.errors import Failure, classify, kafka_errors
 
-__all__ = ["Failure", "TransactionalProducer", "send_and_confirm"]
+__all__ = ["Failure", "GroupMember", "TransactionalProducer", "send_and_confirm"]
 
 log = logging.getLogger("kes.kafka")
 
 Headers = list[tuple[str, bytes]]
 DeliveryCallback = Callable[[KafkaError | None, Message], None]
+
+
+class GroupMember(NamedTuple):
+    """Who a consumer is in its group, read from ``consumer_group_metadata()``."""
+
+    generation: int
+    member_id: str
+
+    @property
+    def valid(self) -> bool:
+        """A member the group coordinator will check: an offset commit sent without a
+        member id and generation is *not* validated for a transaction (the old protocol's
+        compatibility), so it would fence nothing."""
+        return self.generation >= 0 and bool(self.member_id)
+
+    @classmethod
+    def of(cls, metadata: Any) -> GroupMember:
+        """Parse librdkafka's serialised group metadata (``CGMDv2:``, generation as a
+        native int32, then NUL-terminated group id and member id)."""
+        data = bytes(metadata)
+        if not data.startswith(_CGMD):
+            return cls(-1, "")  # an unknown layout: treat as no valid member (fail safe)
+        (generation,) = struct.unpack_from("=i", data, len(_CGMD))
+        rest = data[len(_CGMD) + 4 :].split(b"\0")
+        member = rest[1].decode(errors="replace") if len(rest) > 1 else ""
+        return cls(int(generation), member)
+
+
+_CGMD = b"CGMDv2:"
+
+
+class GroupFencedError(KafkaException):  # type: ignore[misc]
+    """Raised instead of sending offsets that no coordinator would validate."""
 
 
 class TransactionalProducer:
@@ -96,8 +130,24 @@ class TransactionalProducer:
                 "not_written",
             )
 
-    def send_offsets(self, offsets: Sequence[TopicPartition], group_metadata: Any) -> None:
-        """Add consumed offsets to the transaction; fails if the group moved on (KIP-447)."""
+    def send_offsets(
+        self, offsets: Sequence[TopicPartition], group_metadata: Any, member_id: str | None = None
+    ) -> None:
+        """Add consumed offsets to the transaction; fails if the group moved on (KIP-447).
+
+        Refuses (as UNKNOWN_MEMBER_ID) metadata without a member and generation, which
+        the coordinator would accept unchecked, and, given ``member_id``, metadata of
+        another member: the member this process was when it took the partitions.
+        """
+        member = GroupMember.of(group_metadata)
+        if not member.valid or (member_id is not None and member.member_id != member_id):
+            raise GroupFencedError(
+                KafkaError(
+                    KafkaError.UNKNOWN_MEMBER_ID,
+                    f"not a member of the group that assigned these partitions (member "
+                    f"{member.member_id or '-'}, generation {member.generation})",
+                )
+            )
         self.producer.send_offsets_to_transaction(list(offsets), group_metadata, self.op_timeout_s)
 
     def commit(self) -> None:

@@ -70,7 +70,7 @@ class CompactedTopic:
                 self._consumer = reader(self.config, **{"allow.auto.create.topics": False})
             consumer = self._consumer
             for p in range(self.partitions):
-                low, high = watermarks(consumer, self.topic, p, self.config.request_timeout_s)
+                low, high = watermarks(self.config, self.topic, p, self.config.request_timeout_s)
                 start = self._next.get(p, 0)
                 if start > high:  # the topic was deleted and re-created
                     self._reset(p)

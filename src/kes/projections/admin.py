@@ -139,7 +139,7 @@ def group_status(
             if info is None:
                 continue
             for p in range(info.partitions):
-                low, high = watermarks(consumer, topic, p)
+                low, high = watermarks(config, topic, p)
                 pos = committed.get((topic, p))
                 # No position yet: the group starts at the earliest record, all is to read.
                 start = low if pos is None else max(pos, low)
@@ -194,7 +194,7 @@ def start_offsets(
             if info is None:
                 continue
             for p in range(info.partitions):
-                out[(topic, p)] = watermarks(consumer, topic, p)
+                out[(topic, p)] = watermarks(config, topic, p)
             if from_time is not None:
                 ms = int(from_time.timestamp() * 1000)
                 tps = [TopicPartition(topic, p, ms) for p in range(info.partitions)]

@@ -92,7 +92,7 @@ def _records(config: KafkaConfig, topic: str) -> int:
     try:
         count = 0
         for p in range(info.partitions):
-            low, high = watermarks(consumer, topic, p)
+            low, high = watermarks(config, topic, p)
             wait_s = config.open_transaction_wait_s
             count += sum(1 for _ in read_range(consumer, topic, p, low, high, wait_s))
         return count

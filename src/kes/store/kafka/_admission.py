@@ -23,7 +23,7 @@ from dataclasses import dataclass, field
 
 import msgspec
 
-from kes.envelope import NewEvent, Position, encode, headers, to_envelope
+from kes.envelope import NewEvent, Position, template
 from kes.errors import ConcurrencyError, EventTooLargeError, KesError, StoreUnavailableError
 from kes.store.base import AppendResult, Expected, ExpectedVersion, expected_matches
 from kes.store.kafka._index import RecentIds
@@ -42,10 +42,6 @@ class Record(msgspec.Struct, frozen=True):
     event_id: str
     value: bytes
     headers: list[tuple[str, bytes]]
-
-    @property
-    def size(self) -> int:
-        return len(self.value) + len(self.aggregate_id) + RECORD_OVERHEAD
 
 
 Done = Callable[["AppendRequest"], None]
@@ -72,6 +68,7 @@ class AppendRequest:
         "on_done",
         "result",
         "source",
+        "templates",
     )
 
     def __init__(
@@ -87,6 +84,9 @@ class AppendRequest:
         self.aggregate_type = aggregate_type
         self.aggregate_id = aggregate_id
         self.events = events
+        # Encoded here, in the caller's thread: the writer only splices in the version.
+        # Raises SerializationError before anything is queued.
+        self.templates = [template(aggregate_type, aggregate_id, e) for e in events]
         self.expected = expected
         self.deadline = deadline  # time.time() after which the caller has given up
         self.on_done = on_done
@@ -211,18 +211,19 @@ def encode_records(
 ) -> list[Record]:
     """The request's events as records at versions ``actual+1..``; refuses oversize ones."""
     out = []
-    for i, event in enumerate(req.events):
-        env = to_envelope(req.aggregate_type, req.aggregate_id, actual + i + 1, event)
-        record = Record(req.aggregate_id, env.version, event.event_id, encode(env), headers(env))
-        size = record.size + sum(len(k) + len(v) for k, v in record.headers)
+    aid = req.aggregate_id
+    key_size = len(aid) + RECORD_OVERHEAD
+    for i, t in enumerate(req.templates):
+        size = t.size + key_size
         if size > max_message_bytes:
             raise EventTooLargeError(
-                f"event {event.event_type!r} for {req.aggregate_type} {req.aggregate_id!r} is "
+                f"event {req.events[i].event_type!r} for {req.aggregate_type} {aid!r} is "
                 f"{size} bytes encoded; topic {topic} accepts at most {max_message_bytes} "
                 "(max.message.bytes). Nothing was written; store large blobs elsewhere and "
                 "put a reference in the event."
             )
-        out.append(record)
+        version = actual + i + 1
+        out.append(Record(aid, version, t.event_id, t.value(version), t.headers))
     return out
 
 

@@ -22,6 +22,7 @@ from kes.errors import KesError, NotOwnerError, StoreUnavailableError
 from kes.kafka.clients import group_consumer
 from kes.kafka.config import KafkaConfig
 from kes.kafka.consume import drain, watermarks
+from kes.kafka.produce import GroupMember
 from kes.kafka.topics import Topics
 from kes.store.kafka._admission import AppendRequest
 from kes.store.kafka._partition import OwnedPartition, State
@@ -151,6 +152,7 @@ class WriterGroupMember:
         consumer.incremental_assign(partitions)
         # Forwarded requests wait until the takeover of their partition is done.
         consumer.pause(partitions)
+        member_id = GroupMember.of(consumer.consumer_group_metadata()).member_id
         for tp in partitions:
             owned = OwnedPartition(
                 self.config,
@@ -161,6 +163,7 @@ class WriterGroupMember:
                 self.topic_info.max_message_bytes,
                 self.topic_info.topic_id,
             )
+            owned.member_id = member_id
             self._owned[tp.partition] = owned
             self._takeovers.submit(self._take, consumer, owned)
         self.joined.set()
@@ -197,7 +200,7 @@ class WriterGroupMember:
                 f"reading the committed position of {self.request_topic}[{partition}]: {exc}",
                 "not_written",
             ) from exc
-        low, _ = watermarks(consumer, self.request_topic, partition)
+        low, _ = watermarks(self.config, self.request_topic, partition)
         return low
 
     def _retry_failed(self) -> None:
@@ -279,15 +282,20 @@ class WriterGroupMember:
             owned.request_answered(offset)
 
         assert isinstance(call, AppendCall)
-        request = AppendRequest(
-            self.aggregate_type,
-            call.aggregate_id,
-            call.events,
-            expected_from_wire(call.expected),
-            call.deadline,
-            on_done=answer,
-            source=offset,
-        )
+        try:
+            request = AppendRequest(
+                self.aggregate_type,
+                call.aggregate_id,
+                call.events,
+                expected_from_wire(call.expected),
+                call.deadline,
+                on_done=answer,
+                source=offset,
+            )
+        except KesError as exc:  # a payload that cannot be encoded
+            self._reply(call, error_reply(call.id, exc))
+            owned.request_answered(offset)
+            return
         try:
             self.writer.submit(owned, request)
         except KesError as exc:

@@ -65,6 +65,9 @@ class OwnedPartition:
         # Forwarded requests: the next offset to read, and those read but not answered.
         self.request_position = -1
         self.unanswered: dict[int, int] = {}
+        # The group member this process was when the partition was assigned to it: a
+        # transaction for it is sent only with that member's metadata (see _writer.py).
+        self.member_id = ""
         self._lock = threading.Lock()
 
     def __repr__(self) -> str:
@@ -107,7 +110,7 @@ class OwnedPartition:
         # Up to 8 partitions catch up at once: a smaller prefetch each bounds the memory.
         consumer = reader(self.config, **{"queued.max.messages.kbytes": 16384})
         try:
-            low, high = watermarks(consumer, self.topic, self.partition)
+            low, high = watermarks(self.config, self.topic, self.partition)
             if not low <= self.index.next_offset <= high:
                 log.warning(
                     "%s[%d]: saved index ends at %d but the log spans %d..%d; rebuilding",

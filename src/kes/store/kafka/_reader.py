@@ -79,7 +79,7 @@ class OffsetReader:
                         if msg.offset() in wanted
                     )
                 except StoreUnavailableError:
-                    _, high = watermarks(consumer, topic, partition)
+                    _, high = watermarks(self.config, topic, partition)
                     if run[-1] >= high:
                         raise StoreUnavailableError(
                             f"{topic}[{partition}]: offsets up to {run[-1]} are past the end "

@@ -142,7 +142,7 @@ class Router:
             self.topics.ensure(REPLIES, self.reply_topic, 1)
             consumer = reader(self.config, **{"fetch.wait.max.ms": 5})
             # Start at the current end, explicitly, so no reply can slip past the consumer.
-            _, high = watermarks(consumer, self.reply_topic, 0)
+            _, high = watermarks(self.config, self.reply_topic, 0)
             consumer.assign([TopicPartition(self.reply_topic, 0, high)])
             self._thread = threading.Thread(
                 target=self._listen, args=(consumer,), name="kes-replies", daemon=True

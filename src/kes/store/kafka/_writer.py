@@ -29,7 +29,7 @@ from kes.errors import (
 )
 from kes.kafka.config import KafkaConfig
 from kes.kafka.errors import Failure, classify
-from kes.kafka.produce import TransactionalProducer
+from kes.kafka.produce import GroupMember, TransactionalProducer
 from kes.store.base import AppendResult
 from kes.store.kafka._admission import AppendRequest, Record, Verdicts, admit, stored_ids_match
 from kes.store.kafka._partition import OwnedPartition, State
@@ -173,6 +173,13 @@ class Writer:
             group = owned.aggregate_type
             if group not in metadata:
                 metadata[group] = self._groups[group].group_metadata()
+            if GroupMember.of(metadata[group]).member_id != owned.member_id:
+                # The group no longer knows this process as the member the partition was
+                # assigned to (removed, or rejoined as another): the partition is lost.
+                error = _not_serving(owned, lost=True)
+                for req in reqs:
+                    req.fail(error)
+                continue
             v = admit(
                 reqs,
                 topic=owned.topic,
@@ -261,7 +268,7 @@ class Writer:
                 TopicPartition(request_topic, owned.partition, _request_offset(owned, v))
                 for owned, v in parts
             ]
-            producer.send_offsets(positions, metadata[group_name])
+            producer.send_offsets(positions, metadata[group_name], parts[0][0].member_id)
         producer.commit()
         return {owned: self._offsets(owned, v, marks[owned]) for owned, v in accepted}
 
@@ -358,9 +365,9 @@ def _request_offset(owned: OwnedPartition, v: Verdicts) -> int:
     return max(0, owned.request_commit_offset(forwarded))
 
 
-def _not_serving(owned: OwnedPartition) -> KesError:
+def _not_serving(owned: OwnedPartition, lost: bool = False) -> KesError:
     where = f"{owned.topic}[{owned.partition}]"
-    if owned.state is State.LOST:
+    if lost or owned.state is State.LOST:
         return FencedError(
             f"{where}: another writer took over this partition (this process was presumed "
             "dead); this append was aborted and nothing of it is visible. Retry: it will go "

@@ -10,7 +10,7 @@ from collections.abc import Iterator, Mapping, Sequence
 
 from confluent_kafka import Message
 
-from kes.envelope import NewEvent, Position, RecordedEvent, encode, to_envelope
+from kes.envelope import NewEvent, Position, RecordedEvent
 from kes.errors import NotOwnerError, StoreUnavailableError
 from kes.kafka.clients import producer
 from kes.kafka.config import KafkaConfig, Role
@@ -109,7 +109,8 @@ class KafkaEventStore(EventStore):
         m = self.member(aggregate_type)
         p = partition_for(aggregate_id, m.partitions)
         deadline = time.time() + self.config.request_timeout_s
-        checked = False
+        # Encoded once, here: refuses what cannot travel before anything is sent.
+        request = AppendRequest(aggregate_type, aggregate_id, events, expected_version, deadline)
         while True:
             remaining = deadline - time.time()
             if remaining <= 0:
@@ -122,15 +123,8 @@ class KafkaEventStore(EventStore):
             owned = m.owner_of(p, remaining)
             try:
                 if owned is not None:
-                    request = AppendRequest(
-                        aggregate_type, aggregate_id, events, expected_version, deadline
-                    )
                     self.writer.submit(owned, request)
                     return request.wait(remaining + 5)
-                if not checked:  # refuse what cannot travel before sending it
-                    for event in events:
-                        encode(to_envelope(aggregate_type, aggregate_id, 1, event))
-                    checked = True
                 call = AppendCall(
                     id=self.router.new_id(),
                     reply_to=self.router.reply_topic,
