@@ -24,7 +24,7 @@ from kes.kafka.clients import reader
 from kes.kafka.config import KafkaConfig
 from kes.kafka.errors import kafka_errors
 
-__all__ = ["drain", "read_range", "scan", "watermarks"]
+__all__ = ["drain", "end_offsets", "read_range", "scan", "watermarks"]
 
 _JUST_CREATED = {
     KafkaError._UNKNOWN_PARTITION,
@@ -73,6 +73,17 @@ def watermarks(
                 continue
             with kafka_errors(f"reading the end offsets of {topic}[{partition}]"):
                 raise
+
+
+def end_offsets(config: KafkaConfig, topic: str, partitions: int) -> dict[int, int]:
+    """Per partition, the offset a ``read_committed`` reader starting now would reach:
+    the last stable offset (a ``read_committed`` consumer's ListOffsets answers it, not
+    the high watermark), so no record committed later lands below it."""
+    consumer = reader(config)
+    try:
+        return {p: watermarks(consumer, topic, p)[1] for p in range(partitions)}
+    finally:
+        consumer.close()
 
 
 def read_range(
