@@ -18,6 +18,7 @@ from typing import Any
 import uvicorn
 from starlette.applications import Starlette
 
+from kes.cli.serve import HTTP_IMPL
 from kes.kafka.config import KafkaConfig
 
 READ = "read-token-0123456789abcdef"
@@ -44,7 +45,9 @@ def free_port() -> int:
 def serving(app: Starlette) -> Iterator[str]:
     """Run ``app`` under uvicorn on a thread; yields its base URL."""
     port = free_port()
-    config = uvicorn.Config(app, host="127.0.0.1", port=port, log_level="warning", lifespan="on")
+    config = uvicorn.Config(
+        app, host="127.0.0.1", port=port, log_level="warning", lifespan="on", http=HTTP_IMPL
+    )
     server = uvicorn.Server(config)
     thread = threading.Thread(target=server.run, daemon=True)
     thread.start()

@@ -9,6 +9,10 @@ import click
 from kes.cli.options import bootstrap_option, kafka_config, prefix_option
 from kes.errors import InvalidInputError
 
+# uvicorn's httptools parser drops the body of a request that asks to upgrade to h2c,
+# which Java's HttpClient does by default on plain http: kes serves with h11.
+HTTP_IMPL = "h11"
+
 
 @click.command()
 @click.option("--host", default="127.0.0.1", show_default=True, help="Address to listen on.")
@@ -138,6 +142,7 @@ def serve(
             app,
             host=host,
             port=port,
+            http=HTTP_IMPL,
             log_level=log_level,
             ssl_certfile=ssl_certfile,
             ssl_keyfile=ssl_keyfile,

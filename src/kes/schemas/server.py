@@ -306,7 +306,7 @@ class SchemaRegistryServer:
     def _make_server(self) -> Any:
         import uvicorn
 
-        config = uvicorn.Config(self.app, log_level="warning", lifespan="on")
+        config = uvicorn.Config(self.app, log_level="warning", lifespan="on", http="h11")
         self._server = uvicorn.Server(config)
         return self._server
 
