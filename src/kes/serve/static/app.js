@@ -114,7 +114,7 @@ async function streamView(type, id, selected) {
           h("td", {}, r.key), h("td", {}, r.before === undefined ? "" : JSON.stringify(r.before)),
           h("td", {}, JSON.stringify(r.after))))),
       h("h2", {}, "Payload"), h("pre", { id: "payload" }, pretty(e.payload)),
-      Object.keys(e.metadata || {}).length ? [h("h2", {}, "Metadata"), h("pre", {}, pretty(e.metadata))] : null);
+      ...(Object.keys(e.metadata || {}).length ? [h("h2", {}, "Metadata"), h("pre", {}, pretty(e.metadata))] : []));
   }
   view().replaceChildren(
     h("h1", {}, `${type} `, h("code", {}, id), " ", h("span", { class: "badge", id: "stream-version" }, "version " + version)),
@@ -166,14 +166,14 @@ async function projectionView(name) {
     api("/projections/" + encodeURIComponent(name)).catch((e) => ({ error: e.message })),
     api("/projections/" + encodeURIComponent(name) + "/dead-letters?limit=100")]);
   view().replaceChildren(h("h1", {}, "Projection ", h("code", {}, name)),
-    st.error ? h("p", { class: "error" }, st.error) : [
+    ...(st.error ? [h("p", { class: "error" }, st.error)] : [
       h("p", {}, `group ${st.group}: ${st.state}, ${st.members} member(s), total lag `, h("b", { id: "total-lag" }, st.total_lag)),
       h("table", { id: "lag" },
         h("tr", {}, h("th", {}, "topic"), h("th", { class: "num" }, "partition"), h("th", { class: "num" }, "position"),
           h("th", { class: "num" }, "end"), h("th", { class: "num" }, "lag"), h("th", {}, "owner")),
         st.partitions.map((p) => h("tr", {}, h("td", {}, p.topic), h("td", { class: "num" }, p.partition),
           h("td", { class: "num" }, p.committed ?? "–"), h("td", { class: "num" }, p.end),
-          h("td", { class: "num" }, p.lag), h("td", { class: "muted" }, p.owner || ""))))],
+          h("td", { class: "num" }, p.lag), h("td", { class: "muted" }, p.owner || ""))))]),
     h("h2", {}, `Dead letters (${dlq.records.length}${dlq.next !== null ? "+" : ""})`),
     dlq.records.length === 0 ? h("p", { class: "muted" }, "none") :
     h("table", { id: "dead-letters" },
