@@ -100,8 +100,17 @@ class Server:
             KES_INDEX_DIR=str(ROOT / ".kes" / "bench-http" / namespace),
         )
         self.proc = subprocess.Popen(
-            [sys.executable, "-m", "kes.cli", "serve", "--port", str(PORT), "--log-level",
-             "warning", "--no-schemas"],
+            [
+                sys.executable,
+                "-m",
+                "kes.cli",
+                "serve",
+                "--port",
+                str(PORT),
+                "--log-level",
+                "warning",
+                "--no-schemas",
+            ],
             env=env,
         )
         deadline = time.monotonic() + 60
@@ -170,7 +179,9 @@ async def http_appends(url: str, clients: int, per_client: int) -> dict[str, Any
     warm = await Connection.open(url)
     status, text = await warm.post(
         "/streams/User/warm-up",
-        json.dumps({"expectedVersion": 0, "events": [{"eventType": "W", "payload": PAYLOAD}]}).encode(),
+        json.dumps(
+            {"expectedVersion": 0, "events": [{"eventType": "W", "payload": PAYLOAD}]}
+        ).encode(),
     )
     assert status == 201, text
     warm.close()
@@ -181,7 +192,10 @@ async def http_appends(url: str, clients: int, per_client: int) -> dict[str, Any
         conn = connections[c]
         for v in range(per_client):
             body = json.dumps(
-                {"expectedVersion": v, "events": [{"eventType": "UserModified", "payload": PAYLOAD}]}
+                {
+                    "expectedVersion": v,
+                    "events": [{"eventType": "UserModified", "payload": PAYLOAD}],
+                }
             ).encode()
             t0 = time.perf_counter()
             status, text = await conn.post(f"/streams/User/u-{c}", body)
@@ -196,7 +210,9 @@ async def http_appends(url: str, clients: int, per_client: int) -> dict[str, Any
     return _summary(latencies, elapsed)
 
 
-async def sse_lag(url: str, namespace: str, subscribers: int, events: int, rate: float) -> dict[str, Any]:
+async def sse_lag(
+    url: str, namespace: str, subscribers: int, events: int, rate: float
+) -> dict[str, Any]:
     """Append ``events`` at ``rate``/s through the Python API; each of ``subscribers``
     notes when it parsed each event."""
     store = KafkaEventStore(config(namespace))  # the server's namespace: a second writer

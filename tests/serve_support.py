@@ -72,10 +72,22 @@ def serve_process(config: KafkaConfig, *args: str) -> Iterator[tuple[str, subpro
         KES_NAMESPACE=config.ns,
         KES_INDEX_DIR=config.index_dir,
         KES_PARTITIONS=str(config.partitions),
-        PYTHONPATH=os.pathsep.join([str(ROOT / "src"), str(ROOT), os.environ.get("PYTHONPATH", "")]),
+        PYTHONPATH=os.pathsep.join(
+            [str(ROOT / "src"), str(ROOT), os.environ.get("PYTHONPATH", "")]
+        ),
     )
     proc = subprocess.Popen(
-        [sys.executable, "-m", "kes.cli", "serve", "--port", str(port), "--log-level", "warning", *args],
+        [
+            sys.executable,
+            "-m",
+            "kes.cli",
+            "serve",
+            "--port",
+            str(port),
+            "--log-level",
+            "warning",
+            *args,
+        ],
         env=env,
         stdout=subprocess.DEVNULL,
         stderr=subprocess.PIPE,
@@ -84,7 +96,9 @@ def serve_process(config: KafkaConfig, *args: str) -> Iterator[tuple[str, subpro
     try:
         deadline = time.monotonic() + 60
         while True:
-            assert proc.poll() is None, f"kes serve exited: {proc.stderr.read().decode() if proc.stderr else ''}"
+            assert proc.poll() is None, (
+                f"kes serve exited: {proc.stderr.read().decode() if proc.stderr else ''}"
+            )
             assert time.monotonic() < deadline, "kes serve did not start"
             with contextlib.suppress(OSError), socket.create_connection(("127.0.0.1", port), 1):
                 break

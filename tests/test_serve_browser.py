@@ -73,14 +73,18 @@ def test_find_a_stream_see_what_changed_and_watch_a_live_event_arrive(
         "Account",
         "acc-42",
         [
-            NewEvent(event_type="Opened", payload={"owner": "Ann Lee", "balance": 10, "currency": "EUR"}),
+            NewEvent(
+                event_type="Opened", payload={"owner": "Ann Lee", "balance": 10, "currency": "EUR"}
+            ),
             NewEvent(event_type="Deposited", payload={"balance": 35, "lastDeposit": 25}),
             NewEvent(event_type="Renamed", payload={"owner": "Ann Smith"}),
         ],
         NO_STREAM,
     )
     for i in range(3):
-        store.append("Order", f"o-{i}", [NewEvent(event_type="Placed", payload={"total": i})], NO_STREAM)
+        store.append(
+            "Order", f"o-{i}", [NewEvent(event_type="Placed", payload={"total": i})], NO_STREAM
+        )
     settings = ServeSettings(tokens=tuple(parse_tokens(TOKENS, "test")))
     with (
         SchemaRegistry(kafka_config, topic=f"{unique}._schemas") as registry,
@@ -88,7 +92,12 @@ def test_find_a_stream_see_what_changed_and_watch_a_live_event_arrive(
     ):
         registry.register(
             "Account-Opened",
-            json.dumps({"type": "object", "properties": {"owner": {"type": "string"}, "balance": {"type": "integer"}}}),
+            json.dumps(
+                {
+                    "type": "object",
+                    "properties": {"owner": {"type": "string"}, "balance": {"type": "integer"}},
+                }
+            ),
             "JSON",
         )
         wait = WebDriverWait(browser, 30)
@@ -97,28 +106,43 @@ def test_find_a_stream_see_what_changed_and_watch_a_live_event_arrive(
         wait.until(ec.visibility_of_element_located((By.ID, "login")))
         browser.find_element(By.ID, "token").send_keys(READ)
         browser.find_element(By.CSS_SELECTOR, "#login-form button").click()
-        row = wait.until(ec.presence_of_element_located((By.CSS_SELECTOR, "#types tr[data-type=Account]")))
+        row = wait.until(
+            ec.presence_of_element_located((By.CSS_SELECTOR, "#types tr[data-type=Account]"))
+        )
         assert int(row.find_element(By.CSS_SELECTOR, ".count").text) >= 3
         shot(browser, "1-aggregate-types")
 
         # find a stream
-        wait.until(lambda b: "Account" in [o.text for o in Select(b.find_element(By.ID, "find-type")).options])
+        wait.until(
+            lambda b: (
+                "Account" in [o.text for o in Select(b.find_element(By.ID, "find-type")).options]
+            )
+        )
         Select(browser.find_element(By.ID, "find-type")).select_by_visible_text("Account")
         browser.find_element(By.ID, "find-id").send_keys("acc-42")
         browser.find_element(By.ID, "find-go").click()
         items = wait.until(lambda b: b.find_elements(By.CSS_SELECTOR, "#timeline li") or None)
+        assert items is not None
         assert [i.get_attribute("data-version") for i in items] == ["1", "2", "3"]
 
         # open an event: what changed from the previous version is highlighted
         browser.find_element(By.CSS_SELECTOR, "#timeline li[data-version='2']").click()
-        changed = wait.until(ec.presence_of_element_located((By.CSS_SELECTOR, "#changes tr[data-field=balance]")))
+        changed = wait.until(
+            ec.presence_of_element_located((By.CSS_SELECTOR, "#changes tr[data-field=balance]"))
+        )
         assert changed.get_attribute("class") == "changed"
-        assert [td.text for td in changed.find_elements(By.TAG_NAME, "td")] == ["balance", "10", "35"]
+        assert [td.text for td in changed.find_elements(By.TAG_NAME, "td")] == [
+            "balance",
+            "10",
+            "35",
+        ]
         added = browser.find_element(By.CSS_SELECTOR, "#changes tr[data-field=lastDeposit]")
         assert added.get_attribute("class") == "added"
         same = browser.find_element(By.CSS_SELECTOR, "#changes tr[data-field=owner]")
         assert same.get_attribute("class") == "same"
-        highlight = changed.find_element(By.TAG_NAME, "td").value_of_css_property("background-color")
+        highlight = changed.find_element(By.TAG_NAME, "td").value_of_css_property(
+            "background-color"
+        )
         plain = same.find_element(By.TAG_NAME, "td").value_of_css_property("background-color")
         assert highlight != plain, "the changed field is not highlighted"
         assert '"lastDeposit": 25' in browser.find_element(By.ID, "payload").text
@@ -133,13 +157,19 @@ def test_find_a_stream_see_what_changed_and_watch_a_live_event_arrive(
         assert result.version == 4
         live = wait.until(ec.presence_of_element_located((By.CSS_SELECTOR, "#tail li")))
         assert "Withdrawn" in live.text and "acc-42" in live.text and "v4" in live.text
-        store.append("Account", "acc-7", [NewEvent(event_type="Opened", payload={"owner": "Bo"})], ANY)
+        store.append(
+            "Account", "acc-7", [NewEvent(event_type="Opened", payload={"owner": "Bo"})], ANY
+        )
         wait.until(lambda b: len(b.find_elements(By.CSS_SELECTOR, "#tail li")) == 2)
         shot(browser, "3-live-tail")
 
         # schemas with their versions and compatibility
         browser.get(f"{url}/ui/#/schemas/Account-Opened")
-        row = wait.until(ec.presence_of_element_located((By.CSS_SELECTOR, "#schemas tr[data-subject='Account-Opened']")))
+        row = wait.until(
+            ec.presence_of_element_located(
+                (By.CSS_SELECTOR, "#schemas tr[data-subject='Account-Opened']")
+            )
+        )
         assert "BACKWARD" in row.text
         wait.until(ec.text_to_be_present_in_element((By.ID, "schema-detail"), '"owner"'))
         shot(browser, "4-schemas")
@@ -190,5 +220,5 @@ def park_one(config: KafkaConfig, name: str) -> None:
             return 2
 
     dlq = DeadLetters(config, name)
-    dlq.park(Record(), KeyError("balance"), 3)  # type: ignore[arg-type]
+    dlq.park(Record(), KeyError("balance"), 3)
     dlq.close()

@@ -41,7 +41,9 @@ def opened(amount: int = 10, **extra: Any) -> dict[str, Any]:
 
 
 @pytest.fixture
-def client(kafka_store: KafkaEventStore, kafka_config: KafkaConfig, unique: str) -> Iterator[TestClient]:
+def client(
+    kafka_store: KafkaEventStore, kafka_config: KafkaConfig, unique: str
+) -> Iterator[TestClient]:
     settings = ServeSettings(
         tokens=tuple(parse_tokens(TOKENS, "test")),
         max_body_bytes=16 * 1024,
@@ -79,7 +81,9 @@ def log(kafka_config: KafkaConfig, kafka_store: KafkaEventStore) -> LogWatch:
 
 def create(client: TestClient, stream: str, *events: dict[str, Any]) -> dict[str, Any]:
     r = client.post(
-        f"/streams/{TYPE}/{stream}", json=append_body(0, *(events or (opened(),))), headers=bearer(APPEND)
+        f"/streams/{TYPE}/{stream}",
+        json=append_body(0, *(events or (opened(),))),
+        headers=bearer(APPEND),
     )
     assert r.status_code == 201, r.text
     body: dict[str, Any] = r.json()
@@ -95,9 +99,7 @@ def test_append_is_read_back_by_a_plain_consumer_with_envelope_key_and_headers(
     event_id = str(uuid.uuid4())
     r = client.post(
         f"/streams/{TYPE}/acc-1",
-        json=append_body(
-            0, opened() | {"eventId": event_id, "metadata": {"correlationId": "c-1"}}
-        ),
+        json=append_body(0, opened() | {"eventId": event_id, "metadata": {"correlationId": "c-1"}}),
         headers=bearer(APPEND),
     )
     assert r.status_code == 201, r.text
@@ -107,7 +109,9 @@ def test_append_is_read_back_by_a_plain_consumer_with_envelope_key_and_headers(
     assert r.headers["location"] == f"/streams/{TYPE}/acc-1?from=1"
     (pos,) = body["positions"]
     records = read_topic(kafka_config.bootstrap_servers, kafka_config.topic(TYPE))
-    (record,) = [x for x in records if x.partition == pos["partition"] and x.offset == pos["offset"]]
+    (record,) = [
+        x for x in records if x.partition == pos["partition"] and x.offset == pos["offset"]
+    ]
     assert record.key == b"acc-1"
     envelope = record.json()
     assert envelope["eventId"] == event_id
@@ -133,7 +137,9 @@ def test_stale_expected_version_is_409_naming_the_actual_version_and_writes_noth
     problem = r.json()
     assert problem["actualVersion"] == 1 and problem["expectedVersion"] == 3
     assert problem["field"] == "expectedVersion" and problem["code"] == "concurrency"
-    again = client.post(f"/streams/{TYPE}/acc-2", json=append_body(0, opened()), headers=bearer(APPEND))
+    again = client.post(
+        f"/streams/{TYPE}/acc-2", json=append_body(0, opened()), headers=bearer(APPEND)
+    )
     assert again.status_code == 409 and again.json()["code"] == "stream_exists"
     assert log.ends() == before
 
@@ -141,13 +147,19 @@ def test_stale_expected_version_is_409_naming_the_actual_version_and_writes_noth
 def test_if_match_header_is_the_expected_version(client: TestClient, log: LogWatch) -> None:
     create(client, "acc-3")
     body = {"events": [opened(5)]}
-    stale = client.post(f"/streams/{TYPE}/acc-3", json=body, headers={**bearer(APPEND), "If-Match": '"7"'})
+    stale = client.post(
+        f"/streams/{TYPE}/acc-3", json=body, headers={**bearer(APPEND), "If-Match": '"7"'}
+    )
     assert stale.status_code == 409 and stale.json()["actualVersion"] == 1
-    ok = client.post(f"/streams/{TYPE}/acc-3", json=body, headers={**bearer(APPEND), "If-Match": '"1"'})
+    ok = client.post(
+        f"/streams/{TYPE}/acc-3", json=body, headers={**bearer(APPEND), "If-Match": '"1"'}
+    )
     assert ok.status_code == 201 and ok.json()["version"] == 2
     before = log.ends()
     both = client.post(
-        f"/streams/{TYPE}/acc-3", json=append_body(1, opened()), headers={**bearer(APPEND), "If-Match": '"2"'}
+        f"/streams/{TYPE}/acc-3",
+        json=append_body(1, opened()),
+        headers={**bearer(APPEND), "If-Match": '"2"'},
     )
     assert both.status_code == 400 and both.json()["field"] == "If-Match"
     assert log.ends() == before
@@ -155,10 +167,14 @@ def test_if_match_header_is_the_expected_version(client: TestClient, log: LogWat
 
 def test_a_retry_with_the_same_event_ids_is_idempotent(client: TestClient, log: LogWatch) -> None:
     event = opened() | {"eventId": str(uuid.uuid4())}
-    first = client.post(f"/streams/{TYPE}/acc-4", json=append_body(0, event), headers=bearer(APPEND))
+    first = client.post(
+        f"/streams/{TYPE}/acc-4", json=append_body(0, event), headers=bearer(APPEND)
+    )
     assert first.status_code == 201
     before = log.ends()
-    retry = client.post(f"/streams/{TYPE}/acc-4", json=append_body(0, event), headers=bearer(APPEND))
+    retry = client.post(
+        f"/streams/{TYPE}/acc-4", json=append_body(0, event), headers=bearer(APPEND)
+    )
     assert retry.status_code == 200, retry.text
     assert retry.json()["written"] is False and retry.json()["version"] == 1
     assert log.ends() == before
@@ -166,7 +182,11 @@ def test_a_retry_with_the_same_event_ids_is_idempotent(client: TestClient, log: 
 
 def test_expected_any_appends_whatever_the_version(client: TestClient) -> None:
     create(client, "acc-5")
-    r = client.post(f"/streams/{TYPE}/acc-5", json=append_body("any", opened(), opened()), headers=bearer(APPEND))
+    r = client.post(
+        f"/streams/{TYPE}/acc-5",
+        json=append_body("any", opened(), opened()),
+        headers=bearer(APPEND),
+    )
     assert r.status_code == 201 and r.json()["version"] == 3
     assert len(r.json()["positions"]) == 2
 
@@ -177,16 +197,44 @@ BAD_BODIES: list[tuple[str, Any, str]] = [
     ("no expectedVersion", {"events": [opened()]}, "expectedVersion"),
     ("expectedVersion a string", {"expectedVersion": "3", "events": [opened()]}, "expectedVersion"),
     ("expectedVersion negative", {"expectedVersion": -1, "events": [opened()]}, "expectedVersion"),
-    ("expectedVersion a boolean", {"expectedVersion": True, "events": [opened()]}, "expectedVersion"),
+    (
+        "expectedVersion a boolean",
+        {"expectedVersion": True, "events": [opened()]},
+        "expectedVersion",
+    ),
     ("no events", {"expectedVersion": 0, "events": []}, "events"),
     ("events an object", {"expectedVersion": 0, "events": {}}, "events"),
     ("an event not an object", {"expectedVersion": 0, "events": [opened(), 3]}, "events[1]"),
-    ("eventType missing", {"expectedVersion": 0, "events": [{"payload": {}}]}, "events[0].eventType"),
-    ("eventType a number", {"expectedVersion": 0, "events": [{"eventType": 1, "payload": {}}]}, "events[0].eventType"),
-    ("payload a list", {"expectedVersion": 0, "events": [{"eventType": "X", "payload": [1]}]}, "events[0].payload"),
-    ("eventId a number", {"expectedVersion": 0, "events": [opened(eventId=5)]}, "events[0].eventId"),
-    ("metadata not strings", {"expectedVersion": 0, "events": [opened(metadata={"a": 1})]}, "events[0].metadata"),
-    ("unknown event field", {"expectedVersion": 0, "events": [opened(event_type="X")]}, "events[0].event_type"),
+    (
+        "eventType missing",
+        {"expectedVersion": 0, "events": [{"payload": {}}]},
+        "events[0].eventType",
+    ),
+    (
+        "eventType a number",
+        {"expectedVersion": 0, "events": [{"eventType": 1, "payload": {}}]},
+        "events[0].eventType",
+    ),
+    (
+        "payload a list",
+        {"expectedVersion": 0, "events": [{"eventType": "X", "payload": [1]}]},
+        "events[0].payload",
+    ),
+    (
+        "eventId a number",
+        {"expectedVersion": 0, "events": [opened(eventId=5)]},
+        "events[0].eventId",
+    ),
+    (
+        "metadata not strings",
+        {"expectedVersion": 0, "events": [opened(metadata={"a": 1})]},
+        "events[0].metadata",
+    ),
+    (
+        "unknown event field",
+        {"expectedVersion": 0, "events": [opened(event_type="X")]},
+        "events[0].event_type",
+    ),
     ("unknown top field", {"expectedVersion": 0, "events": [opened()], "expected": 1}, "expected"),
     (
         "duplicate event ids",
@@ -230,15 +278,21 @@ def test_oversize_body_is_413_and_writes_nothing(client: TestClient, log: LogWat
     # Without Content-Length (chunked), the limit holds while reading.
     chunks = iter([json.dumps(append_body(0, big)).encode()])
     r = client.post(
-        f"/streams/{TYPE}/big-1", content=chunks, headers={**bearer(APPEND), "Content-Type": "application/json"}
+        f"/streams/{TYPE}/big-1",
+        content=chunks,
+        headers={**bearer(APPEND), "Content-Type": "application/json"},
     )
     assert r.status_code == 413
     assert log.ends() == before
 
 
-def test_too_many_events_in_one_append_is_413_naming_events(client: TestClient, log: LogWatch) -> None:
+def test_too_many_events_in_one_append_is_413_naming_events(
+    client: TestClient, log: LogWatch
+) -> None:
     before = log.ends()
-    r = client.post(f"/streams/{TYPE}/many-1", json=append_body(0, *[opened()] * 6), headers=bearer(APPEND))
+    r = client.post(
+        f"/streams/{TYPE}/many-1", json=append_body(0, *[opened()] * 6), headers=bearer(APPEND)
+    )
     assert r.status_code == 413 and r.json()["field"] == "events" and r.json()["limit"] == 5
     assert log.ends() == before
 
@@ -263,7 +317,9 @@ def test_no_token_is_401_and_writes_nothing(client: TestClient, log: LogWatch) -
     assert r.status_code == 401 and r.headers["www-authenticate"].startswith("Bearer")
     assert client.get(f"/streams/{TYPE}/sec-1").status_code == 401
     assert client.get("/subscriptions/Account").status_code == 401
-    wrong = client.post(f"/streams/{TYPE}/sec-1", json=append_body(0, opened()), headers=bearer("x" * 30))
+    wrong = client.post(
+        f"/streams/{TYPE}/sec-1", json=append_body(0, opened()), headers=bearer("x" * 30)
+    )
     assert wrong.status_code == 401
     assert log.ends() == before
 
@@ -280,7 +336,9 @@ def test_read_token_appending_is_403_and_writes_nothing(client: TestClient, log:
     assert r.status_code == 201
 
 
-def test_cookie_token_authorises_reads_but_never_an_append(client: TestClient, log: LogWatch) -> None:
+def test_cookie_token_authorises_reads_but_never_an_append(
+    client: TestClient, log: LogWatch
+) -> None:
     create(client, "sec-3")
     before = log.ends()
     client.cookies.set("kes_token", ADMIN)
@@ -303,16 +361,20 @@ def test_basic_auth_password_is_a_token_for_confluent_clients(client: TestClient
 def test_listening_beyond_loopback_without_tokens_is_refused() -> None:
     from kes.errors import InvalidInputError
 
-    with pytest.raises(InvalidInputError, match="refusing to listen on 0.0.0.0"):
+    with pytest.raises(InvalidInputError, match=r"refusing to listen on 0\.0\.0\.0"):
         ServeSettings().check_listen("0.0.0.0")
     ServeSettings().check_listen("127.0.0.1")
     ServeSettings(tokens=tuple(parse_tokens(TOKENS, "t"))).check_listen("0.0.0.0")
-    result = CliRunner().invoke(cli, ["serve", "--host", "0.0.0.0", "--port", "18999"], env={"KES_SERVE_TOKENS": ""})
+    result = CliRunner().invoke(
+        cli, ["serve", "--host", "0.0.0.0", "--port", "18999"], env={"KES_SERVE_TOKENS": ""}
+    )
     assert result.exit_code != 0
     assert "refusing to listen" in str(result.exception) or "refusing to listen" in result.output
 
 
-def test_cors_is_off_unless_an_origin_is_configured(client: TestClient, open_client: TestClient) -> None:
+def test_cors_is_off_unless_an_origin_is_configured(
+    client: TestClient, open_client: TestClient
+) -> None:
     origin = {"Origin": "http://127.0.0.1:18555"}
     assert "access-control-allow-origin" not in client.get("/healthz", headers=origin).headers
     allowed = open_client.get("/healthz", headers=origin)
@@ -343,7 +405,9 @@ def test_stream_read_pages_by_version_with_etag_and_next(client: TestClient) -> 
 def test_reading_a_missing_stream_is_404_and_bad_parameters_400(client: TestClient) -> None:
     r = client.get(f"/streams/{TYPE}/nobody", headers=bearer(READ))
     assert r.status_code == 404 and r.json()["version"] == 0
-    assert client.get(f"/streams/{TYPE}/nobody/version", headers=bearer(READ)).json() == {"version": 0}
+    assert client.get(f"/streams/{TYPE}/nobody/version", headers=bearer(READ)).json() == {
+        "version": 0
+    }
     bad = client.get(f"/streams/{TYPE}/nobody?from=0", headers=bearer(READ))
     assert bad.status_code == 400 and bad.json()["field"] == "from"
     bad = client.get(f"/streams/{TYPE}/nobody?limit=99999", headers=bearer(READ))
@@ -380,7 +444,10 @@ def test_schema_registry_api_is_served_with_tokens(client: TestClient) -> None:
     schema = json.dumps({"type": "object", "properties": {"owner": {"type": "string"}}})
     subject = f"{TYPE}-Opened"
     body = {"schema": schema, "schemaType": "JSON"}
-    assert client.post(f"/subjects/{subject}/versions", json=body, headers=bearer(READ)).status_code == 403
+    assert (
+        client.post(f"/subjects/{subject}/versions", json=body, headers=bearer(READ)).status_code
+        == 403
+    )
     r = client.post(f"/subjects/{subject}/versions", json=body, headers=bearer(ADMIN))
     assert r.status_code == 200 and "id" in r.json()
     assert client.get("/subjects", headers=bearer(READ)).json() == [subject]
@@ -409,15 +476,26 @@ def test_projection_lag_and_dead_letters_are_served(
     consumer.close()
 
     class Record:  # what DeadLetters needs of a confluent Message
-        def key(self) -> bytes: return b"p-1"
-        def value(self) -> bytes: return b'{"broken": true}'
-        def headers(self) -> list[tuple[str, bytes]]: return []
-        def topic(self) -> str: return topic
-        def partition(self) -> int: return 1
-        def offset(self) -> int: return 7
+        def key(self) -> bytes:
+            return b"p-1"
+
+        def value(self) -> bytes:
+            return b'{"broken": true}'
+
+        def headers(self) -> list[tuple[str, bytes]]:
+            return []
+
+        def topic(self) -> str:
+            return topic
+
+        def partition(self) -> int:
+            return 1
+
+        def offset(self) -> int:
+            return 7
 
     dlq = DeadLetters(kafka_config, name)
-    dlq.park(Record(), KeyError("amount"), 3)  # type: ignore[arg-type]
+    dlq.park(Record(), KeyError("amount"), 3)
     dlq.close()
     names = client.get("/projections", headers=bearer(READ)).json()
     assert {"name": name, "state": names[0]["state"], "deadLetterTopic": True} in names
@@ -442,12 +520,16 @@ def test_health_readiness_openapi_and_metrics(client: TestClient) -> None:
     assert client.get("/metrics").status_code == 401
     assert "kes_serve_appends_total" in client.get("/metrics", headers=bearer(READ)).text
     nowhere = client.get("/nowhere")
-    assert nowhere.status_code == 404 and nowhere.headers["content-type"] == "application/problem+json"
+    assert (
+        nowhere.status_code == 404 and nowhere.headers["content-type"] == "application/problem+json"
+    )
 
 
 def test_web_browser_assets_are_served_by_kes_with_no_outside_reference(client: TestClient) -> None:
     page = client.get("/ui/")
-    assert page.status_code == 200 and "default-src 'self'" in page.headers["content-security-policy"]
+    assert (
+        page.status_code == 200 and "default-src 'self'" in page.headers["content-security-policy"]
+    )
     for asset in ("/ui/app.js", "/ui/app.css"):
         assert client.get(asset).status_code == 200
     everything = page.text + client.get("/ui/app.js").text + client.get("/ui/app.css").text

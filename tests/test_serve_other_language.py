@@ -25,7 +25,9 @@ def test_a_java_client_appends_reads_and_gets_409_on_a_stale_version(
     java = shutil.which("java")
     assert java is not None, "java is needed (scripts/provision.sh installs it)"
     both = "java-client-token-0123456789 read,append java"
-    settings = ServeSettings(tokens=(*parse_tokens(both, "t"), *parse_tokens(f"{READ} read\n{APPEND} append", "t")))
+    settings = ServeSettings(
+        tokens=(*parse_tokens(both, "t"), *parse_tokens(f"{READ} read\n{APPEND} append", "t"))
+    )
     with serving(create_app(kafka_store, settings)) as url:
         run = subprocess.run(
             [java, str(CLIENT), url, "java-client-token-0123456789", "Wallet", "w-java"],

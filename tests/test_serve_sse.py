@@ -27,7 +27,9 @@ pytestmark = pytest.mark.kafka
 TYPE = "Meter"
 
 
-def burst(store: KafkaEventStore, events: int, streams: int, payload: dict[str, Any], per_append: int = 20) -> list[str]:
+def burst(
+    store: KafkaEventStore, events: int, streams: int, payload: dict[str, Any], per_append: int = 20
+) -> list[str]:
     """Append ``events`` events over ``streams`` streams, ``per_append`` at a time, from 16
     threads; returns the event ids in the order each stream got them."""
     per_stream = events // streams
@@ -36,7 +38,11 @@ def burst(store: KafkaEventStore, events: int, streams: int, payload: dict[str, 
     def fill(s: int) -> None:
         for start in range(0, per_stream, per_append):
             batch = [
-                NewEvent(event_type="Read", payload={**payload, "n": start + i}, event_id=ids[s][start + i])
+                NewEvent(
+                    event_type="Read",
+                    payload={**payload, "n": start + i},
+                    event_id=ids[s][start + i],
+                )
                 for i in range(min(per_append, per_stream - start))
             ]
             store.append(TYPE, f"m-{s}", batch, ANY)
@@ -54,7 +60,9 @@ class Subscriber:
         self.ids: list[str] = []
         self.started = asyncio.Event()
 
-    async def run(self, client: httpx.AsyncClient, url: str, want: int, headers: dict[str, str] | None = None) -> None:
+    async def run(
+        self, client: httpx.AsyncClient, url: str, want: int, headers: dict[str, str] | None = None
+    ) -> None:
         decoder = msgspec.json.Decoder()
         async with client.stream("GET", url, headers=headers or {}) as response:
             assert response.status_code == 200, await response.aread()
@@ -74,7 +82,15 @@ class Subscriber:
                     if data is not None:
                         e = decoder.decode(data)
                         p = e["position"]
-                        self.events.append((e["eventId"], e["aggregateId"], e["version"], p["partition"], p["offset"]))
+                        self.events.append(
+                            (
+                                e["eventId"],
+                                e["aggregateId"],
+                                e["version"],
+                                p["partition"],
+                                p["offset"],
+                            )
+                        )
                         assert event_id is not None
                         self.ids.append(event_id)
                 if len(self.events) >= want:
@@ -108,7 +124,9 @@ def test_fifty_subscribers_get_every_event_of_a_20000_event_burst_once_and_in_or
         async def main() -> list[Subscriber]:
             subscribers = [Subscriber() for _ in range(50)]
             limits = httpx.Limits(max_connections=60)
-            async with httpx.AsyncClient(base_url=url, timeout=httpx.Timeout(120), limits=limits) as client:
+            async with httpx.AsyncClient(
+                base_url=url, timeout=httpx.Timeout(120), limits=limits
+            ) as client:
                 tasks = [
                     asyncio.create_task(s.run(client, f"/subscriptions/{TYPE}?from=end", 20_000))
                     for s in subscribers
@@ -145,7 +163,8 @@ def test_a_subscriber_resuming_with_last_event_id_gets_exactly_what_follows(
                 )
                 rest = Subscriber()
                 await asyncio.wait_for(
-                    rest.run(client, f"/subscriptions/{TYPE}", 300, {"Last-Event-ID": resume_at}), 60
+                    rest.run(client, f"/subscriptions/{TYPE}", 300, {"Last-Event-ID": resume_at}),
+                    60,
                 )
                 got = [e[0] for e in head.events[:100]] + [e[0] for e in rest.events]
                 assert len(got) == len(set(got)) == 400, "a resumed subscriber saw an event again"
@@ -153,7 +172,9 @@ def test_a_subscriber_resuming_with_last_event_id_gets_exactly_what_follows(
                 check_order(head.events[:100] + rest.events)
                 # from=<id> is the same as Last-Event-ID
                 same = Subscriber()
-                await asyncio.wait_for(same.run(client, f"/subscriptions/{TYPE}?from={resume_at}", 300), 60)
+                await asyncio.wait_for(
+                    same.run(client, f"/subscriptions/{TYPE}?from={resume_at}", 300), 60
+                )
                 assert [e[0] for e in same.events] == [e[0] for e in rest.events]
 
         asyncio.run(main())
@@ -183,7 +204,13 @@ def test_a_subscriber_that_stops_reading_is_cut_off_and_server_memory_stays_boun
         cut = 0
         while time.monotonic() < deadline:
             metrics = httpx.get(f"{url}/metrics").text
-            cut = int(next(line.split()[1] for line in metrics.splitlines() if line.startswith("kes_serve_sse_cut_off_total")))
+            cut = int(
+                next(
+                    line.split()[1]
+                    for line in metrics.splitlines()
+                    if line.startswith("kes_serve_sse_cut_off_total")
+                )
+            )
             if cut >= stalled_count:
                 break
             time.sleep(0.5)
@@ -193,8 +220,11 @@ def test_a_subscriber_that_stops_reading_is_cut_off_and_server_memory_stays_boun
         # Holding what the stalled subscribers did not read would take stalled_count x sent
         # (160 MB); the server holds one tail (4 MiB) and one write per subscriber.
         assert growth < sent, f"RSS grew {growth / 1e6:.1f} MB while {sent / 1e6:.0f} MB was sent"
-        print(f"\nRSS before {before / 1e6:.1f} MB, after {after / 1e6:.1f} MB ({growth / 1e6:+.1f} MB); "
-              f"{stalled_count} stalled subscribers x {sent / 1e6:.0f} MB")
+        print(
+            f"\nRSS before {before / 1e6:.1f} MB, after {after / 1e6:.1f} MB "
+            f"({growth / 1e6:+.1f} MB); "
+            f"{stalled_count} stalled subscribers x {sent / 1e6:.0f} MB"
+        )
         for s in stalled:  # the server closed them: reading drains what was buffered, then EOF
             s.settimeout(30)
             while s.recv(1 << 20):
@@ -213,13 +243,18 @@ def test_a_subscriber_that_stops_reading_is_cut_off_and_server_memory_stays_boun
         assert asyncio.run(healthy()).events[0][1] == "after-cut"
 
 
-def test_more_subscribers_than_allowed_get_503(kafka_config: KafkaConfig, writer: KafkaEventStore) -> None:
+def test_more_subscribers_than_allowed_get_503(
+    kafka_config: KafkaConfig, writer: KafkaEventStore
+) -> None:
     with serving(create_app(writer, replace(ServeSettings(), max_sse_connections=2))) as url:
 
         async def main() -> None:
             async with httpx.AsyncClient(base_url=url, timeout=30) as client:
                 subs = [Subscriber(), Subscriber()]
-                tasks = [asyncio.create_task(s.run(client, f"/subscriptions/{TYPE}?from=end", 1)) for s in subs]
+                tasks = [
+                    asyncio.create_task(s.run(client, f"/subscriptions/{TYPE}?from=end", 1))
+                    for s in subs
+                ]
                 await asyncio.wait_for(asyncio.gather(*(s.started.wait() for s in subs)), 30)
                 third = await client.get(f"/subscriptions/{TYPE}")
                 assert third.status_code == 503 and third.json()["code"] == "too_many_subscribers"

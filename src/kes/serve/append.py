@@ -25,10 +25,9 @@ def parse_if_match(value: str | None) -> int | None:
     """``If-Match: "N"`` (an ETag the reads return) to N."""
     if value is None:
         return None
-    text = value.strip()
-    if text.startswith("W/"):
-        text = text[2:]
-    text = text.strip('"')
+    text = value.strip().removeprefix("W/")
+    if len(text) >= 2 and text[0] == text[-1] == '"':
+        text = text[1:-1]
     if not text.isdigit():
         raise bad_field(
             "If-Match",
