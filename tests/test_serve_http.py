@@ -534,3 +534,19 @@ def test_web_browser_assets_are_served_by_kes_with_no_outside_reference(client: 
         assert client.get(asset).status_code == 200
     everything = page.text + client.get("/ui/app.js").text + client.get("/ui/app.css").text
     assert "http://" not in everything and "https://" not in everything
+
+
+def test_kafka_unavailable_is_503_with_the_outcome_and_retry_after(
+    kafka_config: KafkaConfig,
+) -> None:
+    store = KafkaEventStore(kafka_config)
+    with TestClient(create_app(store, ServeSettings())) as c:
+        store.close()  # what a caller sees of a store that cannot write
+        r = c.post(f"/streams/{TYPE}/gone", json=append_body(0, opened()))
+        assert r.status_code == 503, r.text
+        assert r.json()["outcome"] == "not_written" and r.headers["retry-after"] == "1"
+
+
+def test_a_wrong_method_is_405_as_problem_json(client: TestClient) -> None:
+    r = client.delete(f"/streams/{TYPE}/x", headers=bearer(ADMIN))
+    assert r.status_code == 405 and r.headers["content-type"] == "application/problem+json"

@@ -263,3 +263,26 @@ def test_more_subscribers_than_allowed_get_503(
                     t.cancel()
 
         asyncio.run(main())
+
+
+def test_subscribing_to_every_type_interleaves_them_with_one_position(
+    kafka_config: KafkaConfig, writer: KafkaEventStore
+) -> None:
+    writer.append("Gauge", "g-1", [NewEvent(event_type="Set", payload={"v": 1})], ANY)
+    burst(writer, 40, 4, {"kwh": 1})
+    with serving(create_app(writer, ServeSettings())) as url:
+
+        async def main() -> None:
+            async with httpx.AsyncClient(base_url=url, timeout=60) as client:
+                everything = Subscriber()
+                await asyncio.wait_for(everything.run(client, "/subscriptions", 41), 60)
+                assert {e[1] for e in everything.events} == {"g-1"} | {f"m-{s}" for s in range(4)}
+                last = everything.ids[-1]
+                assert last.startswith("Gauge/") and ";Meter/" in last
+                writer.append("Gauge", "g-1", [NewEvent(event_type="Set", payload={"v": 2})], 1)
+                after = Subscriber()
+                headers = {"Last-Event-ID": last}
+                await asyncio.wait_for(after.run(client, "/subscriptions", 1, headers), 60)
+                assert [(e[1], e[2]) for e in after.events] == [("g-1", 2)]
+
+        asyncio.run(main())

@@ -18,6 +18,7 @@ from kes.serve.access import authorize, read_body
 from kes.serve.append import parse_append
 from kes.serve.cursor import Cursor, parse_cursor
 from kes.serve.gateway import Gateway
+from kes.serve.operators import dead_letters, projection_names, projection_status
 from kes.serve.problems import Problem, bad_field, from_kes_error
 from kes.serve.settings import ServeSettings
 from kes.serve.sse import SseStats, Subscription
@@ -267,22 +268,16 @@ class EventsApi:
 
     async def projections(self, request: Request) -> Response:
         authorize(request, self.settings, "read")
-        from kes.serve.operators import projection_names
-
         names = await self.gateway.call(projection_names, self.gateway.config)
         return json_response(names)
 
     async def projection(self, request: Request) -> Response:
         authorize(request, self.settings, "read")
-        from kes.serve.operators import projection_status
-
         name = request.path_params["name"]
         return json_response(await self.gateway.call(projection_status, self.gateway.config, name))
 
     async def dead_letters(self, request: Request) -> Response:
         authorize(request, self.settings, "read")
-        from kes.serve.operators import dead_letters
-
         name = request.path_params["name"]
         start = _int_param(request, "from", 0, 0, 2**62)
         limit = _int_param(request, "limit", 100, 1, self.settings.max_page_events)

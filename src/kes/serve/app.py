@@ -57,7 +57,7 @@ def create_app(
         checks: dict[str, Any] = {}
         try:
             if api is not None:
-                await api.gateway.call(api.gateway._topics.broker_count)
+                await api.gateway.ping()
                 checks["kafka"] = "ok"
             if registry is not None:
                 await _in_thread(registry.subjects)

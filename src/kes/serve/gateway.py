@@ -147,6 +147,10 @@ class Gateway:
 
         return await self._run(summaries)
 
+    async def ping(self) -> int:
+        """Ask Kafka for its brokers (raises StoreUnavailableError when it does not answer)."""
+        return await self._run(self._topics.broker_count)
+
     async def call(self, fn: Callable[..., T], *args: Any) -> T:
         """Any other blocking call (registry, operator views) on the same bounded threads."""
         return await self._run(fn, *args)
