@@ -170,24 +170,30 @@ class Gateway:
         positions: Mapping[int, int],
         prepare: Callable[[RecordedEvent], T],
         deliver: Callable[[list[T]], Coroutine[Any, Any, None]],
+        size: Callable[[T], int] = lambda _: 0,
         batch: int = 500,
+        batch_bytes: int = 256 * 1024,
     ) -> None:
         """Read a type's history from ``positions`` to the end it has now, handing
-        batches (each event through ``prepare``, on the reading thread) to ``deliver``
+        batches of at most ``batch`` events or about ``batch_bytes`` (by ``size``; each event
+        through ``prepare``, on the reading thread) to ``deliver``
         (awaited, so a slow consumer slows the read, never buffers it). Runs on its own
         bounded pool so catch-ups never starve appends."""
         stop = threading.Event()
 
         def read() -> None:
             pending: list[T] = []
+            pending_bytes = 0
             with _closing(self.store.read_all(aggregate_type, dict(positions))) as it:
                 for event in it:
                     if stop.is_set():
                         return
-                    pending.append(prepare(event))
-                    if len(pending) >= batch:
+                    item = prepare(event)
+                    pending.append(item)
+                    pending_bytes += size(item)
+                    if len(pending) >= batch or pending_bytes >= batch_bytes:
                         anyio.from_thread.run(deliver, pending)
-                        pending = []
+                        pending, pending_bytes = [], 0
             if pending and not stop.is_set():
                 anyio.from_thread.run(deliver, pending)
 

@@ -208,7 +208,14 @@ class Subscription:
             await emitter.emit(aggregate_type, entries)
 
         positions = emitter.cursor.of(aggregate_type)
-        await self.gateway.catch_up(aggregate_type, positions, to_entry, deliver)
+        await self.gateway.catch_up(
+            aggregate_type,
+            positions,
+            to_entry,
+            deliver,
+            size=lambda entry: len(entry.data),
+            batch_bytes=self.settings.sse_chunk_bytes,
+        )
 
 
 def _first(group: BaseExceptionGroup[BaseException]) -> BaseException:
