@@ -8,6 +8,7 @@ from kes.cli.broker import broker
 from kes.cli.dlq import dlq
 from kes.cli.project import project
 from kes.cli.schemas import schemas
+from kes.cli.serve import serve
 from kes.cli.store import events, index, topics
 from kes.cli.stream import stream
 from kes.errors import KesError
@@ -27,6 +28,7 @@ cli.add_command(schemas)
 cli.add_command(project)
 cli.add_command(dlq)
 cli.add_command(stream)
+cli.add_command(serve)
 
 
 def main() -> None:

@@ -294,16 +294,18 @@ def delete(
 @bootstrap_option
 @topic_option
 def serve(host: str, port: int, bootstrap_servers: str, topic: str | None) -> None:
-    """Serve the registry over a Confluent Schema Registry compatible REST API."""
+    """Serve the registry over a Confluent Schema Registry compatible REST API (the same
+    API `kes serve` offers next to the event store's; tokens from KES_SERVE_TOKENS)."""
     from kes.schemas.server import SchemaRegistryServer
+    from kes.serve.settings import ServeSettings
 
     with _registry(bootstrap_servers, topic) as reg:
         reg.subjects()  # read the topic (and fail early if Kafka is away)
-        server = SchemaRegistryServer(reg, host, port)
-        click.echo(f"kes schemas serving {topic} at {server.url} (Ctrl-C stops)")
+        server = SchemaRegistryServer(reg, host, port, ServeSettings.load_tokens())
+        click.echo(f"kes schemas serving {reg.topic} at {server.url} (Ctrl-C stops)")
         try:
             server.serve_forever()
         except KeyboardInterrupt:
             pass
         finally:
-            server.httpd.server_close()
+            server.stop()

@@ -66,24 +66,27 @@ def reader(config: KafkaConfig, **extra: Any) -> Consumer:
         return Consumer(reader_conf(config, **extra))
 
 
-_offsets_clients: dict[tuple[str, tuple[tuple[str, str], ...]], Consumer] = {}
+_offsets_clients: dict[tuple[str, bool, tuple[tuple[str, str], ...]], Consumer] = {}
 _offsets_lock = threading.Lock()
 
 
-def offsets_client(config: KafkaConfig) -> Consumer:
+def offsets_client(config: KafkaConfig, stable: bool = False) -> Consumer:
     """A consumer that only answers offset queries, shared per cluster and security
     settings (thread-safe, lives as long as the process).
 
-    It reads *uncommitted*: librdkafka asks for a partition's end with the client's
-    isolation level, so a read_committed client is told the last stable offset, which
-    stops before an open transaction. Reading "to the end" must aim at the high
-    watermark, past it (see kes.kafka.consume).
+    librdkafka asks for a partition's end with the client's isolation level: this one
+    reads uncommitted and is told the *high watermark*, past every record written; with
+    ``stable`` it reads committed and is told the *last stable offset*, which stops
+    before the first transaction still open. Reading "to the end" aims at the first
+    (see kes.kafka.consume); "where a committed reader would stop now" is the second.
     """
-    key = (config.bootstrap_servers, tuple(sorted((k, str(v)) for k, v in config.client.items())))
+    client = tuple(sorted((k, str(v)) for k, v in config.client.items()))
+    key = (config.bootstrap_servers, stable, client)
     with _offsets_lock:
         consumer = _offsets_clients.get(key)
         if consumer is None:
-            conf = reader_conf(config, **{"isolation.level": "read_uncommitted"})
+            isolation = "read_committed" if stable else "read_uncommitted"
+            conf = reader_conf(config, **{"isolation.level": isolation})
             with kafka_errors(f"connecting to {config.bootstrap_servers}"):
                 consumer = _offsets_clients[key] = Consumer(conf)
         return consumer

@@ -24,7 +24,7 @@ from kes.kafka.clients import offsets_client, reader
 from kes.kafka.config import KafkaConfig
 from kes.kafka.errors import kafka_errors
 
-__all__ = ["drain", "read_range", "scan", "watermarks"]
+__all__ = ["drain", "end_offsets", "read_range", "scan", "watermarks"]
 
 _JUST_CREATED = {
     KafkaError._UNKNOWN_PARTITION,
@@ -49,16 +49,17 @@ def drain(consumer: Consumer, max_messages: int, timeout: float) -> list[Message
 
 
 def watermarks(
-    config: KafkaConfig, topic: str, partition: int, timeout: float = 10.0
+    config: KafkaConfig, topic: str, partition: int, timeout: float = 10.0, stable: bool = False
 ) -> tuple[int, int]:
     """(low, high) watermark of ``topic[partition]``, asked of its leader now: the high
     watermark is past every record written, committed or not (never the last stable
     offset: see ``offsets_client``).
 
-    A just-created topic may be unknown to the broker asked for a moment: retried
-    within ``timeout`` before it is called unavailable.
+    With ``stable`` the second is the last stable offset instead: where a read_committed
+    reader starting now stops. A just-created topic may be unknown to the broker asked
+    for a moment: retried within ``timeout`` before it is called unavailable.
     """
-    consumer = offsets_client(config)
+    consumer = offsets_client(config, stable)
     deadline = time.monotonic() + timeout
     while True:
         try:
@@ -76,6 +77,13 @@ def watermarks(
                 continue
             with kafka_errors(f"reading the end offsets of {topic}[{partition}]"):
                 raise
+
+
+def end_offsets(config: KafkaConfig, topic: str, partitions: int) -> dict[int, int]:
+    """Per partition, the offset a ``read_committed`` reader starting now would reach:
+    the last stable offset (a ``read_committed`` consumer's ListOffsets answers it, not
+    the high watermark), so no record committed later lands below it."""
+    return {p: watermarks(config, topic, p, stable=True)[1] for p in range(partitions)}
 
 
 def read_range(

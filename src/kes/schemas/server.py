@@ -20,8 +20,9 @@ subject-level config, 40901 incompatible schema (HTTP 409), 42201 invalid schema
 42202 invalid version, 42203 invalid compatibility level or policy, 42206 referenced
 by another schema. Not served: modes, contexts, metadata and rule sets.
 
-The standard library's ``ThreadingHTTPServer``: no dependency, fine for a registry's
-load (every read is a dict lookup after one watermark query).
+:class:`RegistryApi` answers a request with no HTTP in it; :func:`registry_routes` puts it
+on Starlette, as ``kes serve`` does next to the event store's API (same port, same tokens);
+:class:`SchemaRegistryServer` (``kes schemas serve``) runs those routes alone under uvicorn.
 """
 
 from __future__ import annotations
@@ -29,20 +30,29 @@ from __future__ import annotations
 import json
 import logging
 import threading
+from collections.abc import Callable
 from http import HTTPStatus
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any
-from urllib.parse import parse_qs, unquote, urlsplit
+from urllib.parse import unquote
+
+import anyio.to_thread
+from starlette.requests import Request
+from starlette.responses import Response
+from starlette.routing import BaseRoute, Route
 
 from kes.errors import KesError
 from kes.schemas.compatibility import Mode, Policy
 from kes.schemas.errors import SchemaError
 from kes.schemas.registry import SchemaRegistry
 
-__all__ = ["SchemaRegistryServer"]
+__all__ = ["RegistryApi", "SchemaRegistryServer", "registry_routes"]
 
 log = logging.getLogger("kes.schemas.server")
 CONTENT_TYPE = "application/vnd.schemaregistry.v1+json"
+PREFIXES = ("subjects", "schemas", "compatibility", "config")
+MAX_BODY_BYTES = 4 * 1024 * 1024
+
+Guard = Callable[[Request, Any], None]  # (request, role): raises to refuse
 
 
 class _HttpError(Exception):
@@ -52,97 +62,30 @@ class _HttpError(Exception):
         self.code = code
 
 
-class SchemaRegistryServer:
-    """Serve ``registry`` over HTTP on ``host:port`` (port 0: any free port)."""
+class RegistryApi:
+    """The REST API's answers, as (status, JSON document), with no HTTP in it. Blocking:
+    a registry read may first catch up with its topic."""
 
-    def __init__(self, registry: SchemaRegistry, host: str = "127.0.0.1", port: int = 8081):
+    def __init__(self, registry: SchemaRegistry) -> None:
         self.registry = registry
-        handler = type("Handler", (_Handler,), {"registry": registry})
-        self.httpd = ThreadingHTTPServer((host, port), handler)
-        self.httpd.daemon_threads = True
-        self._thread: threading.Thread | None = None
 
-    @property
-    def url(self) -> str:
-        host, port = self.httpd.server_address[:2]
-        return f"http://{host!s}:{port}"
-
-    def start(self) -> SchemaRegistryServer:
-        """Serve in a background thread."""
-        self._thread = threading.Thread(
-            target=self.httpd.serve_forever, name="kes-schemas-http", daemon=True
-        )
-        self._thread.start()
-        return self
-
-    def serve_forever(self) -> None:
-        self.httpd.serve_forever()
-
-    def stop(self) -> None:
-        self.httpd.shutdown()
-        self.httpd.server_close()
-        if self._thread is not None:
-            self._thread.join(10)
-
-    def __enter__(self) -> SchemaRegistryServer:
-        return self.start()
-
-    def __exit__(self, *exc: object) -> None:
-        self.stop()
-
-
-class _Handler(BaseHTTPRequestHandler):
-    registry: SchemaRegistry
-    protocol_version = "HTTP/1.1"
-
-    def log_message(self, format: str, *args: Any) -> None:
-        log.debug("%s " + format, self.address_string(), *args)
-
-    def do_GET(self) -> None:
-        self._handle("GET")
-
-    def do_POST(self) -> None:
-        self._handle("POST")
-
-    def do_PUT(self) -> None:
-        self._handle("PUT")
-
-    def do_DELETE(self) -> None:
-        self._handle("DELETE")
-
-    def _handle(self, method: str) -> None:
-        url = urlsplit(self.path)
-        parts = [unquote(p) for p in url.path.split("/") if p]
-        query = {k: v[-1] for k, v in parse_qs(url.query).items()}
+    def handle(
+        self, method: str, path: str, query: dict[str, str], raw_body: bytes
+    ) -> tuple[int, Any]:
+        """Answer one request; every failure becomes Confluent's error JSON."""
+        parts = [unquote(p) for p in path.split("/") if p]
         try:
-            body = self._body() if method in ("POST", "PUT") else {}
-            status, payload = self._route(method, parts, query, body)
+            body = _body(raw_body) if method in ("POST", "PUT") else {}
+            return self._route(method, parts, query, body)
         except _HttpError as exc:
-            status, payload = exc.status, {"error_code": exc.code, "message": str(exc)}
+            return exc.status, {"error_code": exc.code, "message": str(exc)}
         except SchemaError as exc:
-            status, payload = exc.http_status, {"error_code": exc.error_code, "message": str(exc)}
+            return exc.http_status, {"error_code": exc.error_code, "message": str(exc)}
         except KesError as exc:
-            status, payload = 500, {"error_code": 50001, "message": str(exc)}
-        except Exception as exc:  # never let a request kill the server thread silently
-            log.exception("schema registry request %s %s failed", method, self.path)
-            status, payload = 500, {"error_code": 50001, "message": f"internal error: {exc!r}"}
-        data = json.dumps(payload).encode()
-        self.send_response(status)
-        self.send_header("Content-Type", CONTENT_TYPE)
-        self.send_header("Content-Length", str(len(data)))
-        self.end_headers()
-        self.wfile.write(data)
-
-    def _body(self) -> dict[str, Any]:
-        length = int(self.headers.get("Content-Length") or 0)
-        raw = self.rfile.read(length) if length else b"{}"
-        try:
-            body = json.loads(raw or b"{}")
-        except json.JSONDecodeError as exc:
-            raise _HttpError(400, 400, f"the request body is not JSON: {exc.msg}.") from None
-        if not isinstance(body, dict):
-            raise _HttpError(400, 400, "the request body must be a JSON object.")
-        return body
+            return 500, {"error_code": 50001, "message": str(exc)}
+        except Exception as exc:  # one request's bug never takes the server down
+            log.exception("schema registry request %s %s failed", method, path)
+            return 500, {"error_code": 50001, "message": f"internal error: {exc!r}"}
 
     def _route(
         self, method: str, p: list[str], query: dict[str, str], body: dict[str, Any]
@@ -278,3 +221,124 @@ def _schema_of(body: dict[str, Any]) -> tuple[Any, str, list[Any]]:
     if not isinstance(references, list):
         raise _HttpError(422, 42201, "references must be an array of {name, subject, version}.")
     return schema, str(body.get("schemaType") or "AVRO").upper(), references
+
+
+def _body(raw: bytes) -> dict[str, Any]:
+    try:
+        body = json.loads(raw or b"{}")
+    except (json.JSONDecodeError, UnicodeDecodeError) as exc:
+        raise _HttpError(400, 400, f"the request body is not JSON: {exc}.") from None
+    if not isinstance(body, dict):
+        raise _HttpError(400, 400, "the request body must be a JSON object.")
+    return body
+
+
+def registry_routes(registry: SchemaRegistry, guard: Guard) -> list[BaseRoute]:
+    """The REST API as Starlette routes at ``/subjects``, ``/schemas``, ``/compatibility``
+    and ``/config``. ``guard(request, role)`` authorises: ``"read"`` for GET, ``"admin"``
+    for what changes the registry; it raises to refuse."""
+    api = RegistryApi(registry)
+
+    async def endpoint(request: Request) -> Response:
+        guard(request, "read" if request.method == "GET" else "admin")
+        raw = b""
+        if request.method in ("POST", "PUT"):
+            declared = request.headers.get("content-length", "")
+            if declared.isdigit() and int(declared) > MAX_BODY_BYTES:
+                return _confluent(413, {"error_code": 413, "message": "the body is too large."})
+            raw = await request.body()
+            if len(raw) > MAX_BODY_BYTES:
+                return _confluent(413, {"error_code": 413, "message": "the body is too large."})
+        query = dict(request.query_params)
+        status, doc = await anyio.to_thread.run_sync(
+            api.handle, request.method, request.url.path, query, raw
+        )
+        return _confluent(status, doc)
+
+    methods = ["GET", "POST", "PUT", "DELETE"]
+    routes: list[BaseRoute] = []
+    for prefix in PREFIXES:
+        routes.append(Route(f"/{prefix}", endpoint, methods=methods))
+        routes.append(Route(f"/{prefix}/{{rest:path}}", endpoint, methods=methods))
+    return routes
+
+
+def _confluent(status: int, doc: Any) -> Response:
+    return Response(json.dumps(doc).encode(), status, media_type=CONTENT_TYPE)
+
+
+class SchemaRegistryServer:
+    """Serve ``registry`` alone over HTTP on ``host:port`` (port 0: any free port), with
+    uvicorn on a background thread; ``kes serve`` serves the same API next to the event
+    store's."""
+
+    def __init__(
+        self,
+        registry: SchemaRegistry,
+        host: str = "127.0.0.1",
+        port: int = 8081,
+        tokens: Any = (),
+    ) -> None:
+        import socket
+
+        from kes.serve.app import create_app
+        from kes.serve.settings import ServeSettings
+
+        self.registry = registry
+        settings = ServeSettings(tokens=tuple(tokens))
+        settings.check_listen(host)
+        self.app = create_app(None, settings, registry=registry)
+        self._socket = socket.socket(
+            socket.AF_INET6 if ":" in host else socket.AF_INET, socket.SOCK_STREAM
+        )
+        self._socket.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        self._socket.bind((host, port))
+        self._host = host
+        self._port = self._socket.getsockname()[1]
+        self._thread: threading.Thread | None = None
+        self._server: Any = None
+
+    @property
+    def url(self) -> str:
+        host = f"[{self._host}]" if ":" in self._host else self._host
+        return f"http://{host}:{self._port}"
+
+    def _make_server(self) -> Any:
+        import uvicorn
+
+        config = uvicorn.Config(self.app, log_level="warning", lifespan="on", http="h11")
+        self._server = uvicorn.Server(config)
+        return self._server
+
+    def start(self) -> SchemaRegistryServer:
+        """Serve in a background thread; returns once it accepts connections."""
+        server = self._make_server()
+        self._thread = threading.Thread(
+            target=server.run,
+            kwargs={"sockets": [self._socket]},
+            name="kes-schemas-http",
+            daemon=True,
+        )
+        self._thread.start()
+        for _ in range(200):
+            if server.started or not self._thread.is_alive():
+                break
+            threading.Event().wait(0.05)
+        return self
+
+    def serve_forever(self) -> None:
+        """Serve in this thread until interrupted (Ctrl-C)."""
+        self._make_server().run(sockets=[self._socket])
+
+    def stop(self) -> None:
+        if self._server is not None:
+            self._server.should_exit = True
+        if self._thread is not None:
+            self._thread.join(10)
+        self._socket.close()
+
+    def __enter__(self) -> SchemaRegistryServer:
+        return self.start()
+
+    def __exit__(self, *exc: object) -> None:
+        self.stop()
