@@ -53,13 +53,15 @@ def main() -> None:
         os.replace(args.ready + ".tmp", args.ready)
     fd = os.open(args.out, os.O_WRONLY | os.O_CREAT | os.O_APPEND, 0o644)
     stop_at = time.monotonic() + args.seconds
+    stopping = threading.Event()  # SIGTERM: finish the appends in flight, close, exit 0
+    signal.signal(signal.SIGTERM, lambda *_: stopping.set())
 
     def log(**fields: object) -> None:
         os.write(fd, (json.dumps(fields) + "\n").encode())
 
     def work(seed: int) -> None:
         rnd = random.Random(seed)
-        while time.monotonic() < stop_at and names:
+        while time.monotonic() < stop_at and names and not stopping.is_set():
             agg = rnd.choice(names)
             event_id = str(uuid.uuid4())
             started = time.time()

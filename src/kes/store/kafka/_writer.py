@@ -59,7 +59,8 @@ class Stats:
     """What the writer did (read by benchmarks and tests)."""
 
     def __init__(self) -> None:
-        self.transactions = 0
+        self.transactions = 0  # committed
+        self.partitions_written = 0  # over committed transactions: each wrote a marker there
         self.events = 0
         self.aborted = 0
         self.recoveries = 0
@@ -213,6 +214,7 @@ class Writer:
             self._failed(accepted, exc)
             return
         self.stats.transactions += 1
+        self.stats.partitions_written += len(accepted)
         for owned, v in accepted:
             found = offsets[owned]
             entries: list[tuple[str, int, int]] = []
