@@ -78,4 +78,15 @@ def open_sessions() -> int:
         return len(_sessions)
 
 
-__all__ = ["Session", "open_session", "open_sessions", "release"]
+def close_all() -> int:
+    """Close every open session, whoever still holds it; how many there were. For test
+    teardown and interpreter exit, after which no recorder of this process may be used."""
+    with _lock:
+        sessions = list(_sessions.values())
+        _sessions.clear()
+    for session in sessions:
+        session.close()
+    return len(sessions)
+
+
+__all__ = ["Session", "close_all", "open_session", "open_sessions", "release"]
