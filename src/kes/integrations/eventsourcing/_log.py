@@ -23,7 +23,7 @@ from collections.abc import Iterable, Sequence
 
 from eventsourcing.persistence import Notification, StoredEvent, Tracking
 
-from kes.errors import ConcurrencyError, KesError, TransientError
+from kes.errors import ConcurrencyError, InvalidInputError, KesError, TransientError
 from kes.integrations.eventsourcing._admission import Insert, Plan, admit
 from kes.integrations.eventsourcing._index import LogIndex
 from kes.integrations.eventsourcing._wire import Row, check_stored_event, decode_row, key_of
@@ -171,6 +171,17 @@ class SequenceLog:
                 return
             try:
                 result = self._append(plan)
+            except InvalidInputError:
+                if len(plan.inserts) == 1:
+                    raise
+                # One insert cannot be written (too large, say): the others need not fail
+                # with it. Record each alone, so that only the culprit is refused.
+                for ins in plan.inserts:
+                    try:
+                        self._commit([ins])
+                    except KesError as exc:
+                        ins.fail(translate(self.name, exc))
+                return
             except ConcurrencyError:
                 # Another process appended first: read what it wrote, then decide again.
                 self.stats["retries"] += 1

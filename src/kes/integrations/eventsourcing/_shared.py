@@ -5,6 +5,7 @@ Reference-counted: the last factory to close closes the store."""
 
 from __future__ import annotations
 
+import atexit
 import dataclasses
 import threading
 
@@ -88,5 +89,10 @@ def close_all() -> int:
         session.close()
     return len(sessions)
 
+
+# Applications that never close (the library closes them on garbage collection, which
+# exit may skip) still leave their writer group at exit, so a restarted process does not
+# wait a session timeout for their partitions.
+atexit.register(close_all)
 
 __all__ = ["Session", "close_all", "open_session", "open_sessions", "release"]
