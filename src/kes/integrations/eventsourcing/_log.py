@@ -249,7 +249,9 @@ class SequenceLog:
                 added = added or row.event is not None
         self._cache.put(rows)
         if added:
-            for listener in list(self._listeners):
+            with self._sync:
+                listeners = list(self._listeners)
+            for listener in listeners:
                 listener.set()
 
     # ---- reading ---------------------------------------------------------------------
@@ -341,10 +343,12 @@ class SequenceLog:
     # ---- listening and closing -------------------------------------------------------
 
     def listen(self, listener: threading.Event) -> None:
-        self._listeners.add(listener)
+        with self._sync:
+            self._listeners.add(listener)
 
     def unlisten(self, listener: threading.Event) -> None:
-        self._listeners.discard(listener)
+        with self._sync:
+            self._listeners.discard(listener)
 
     def close(self) -> None:
         with self._cv:
