@@ -8,11 +8,13 @@ import threading
 import uuid
 from collections.abc import Iterator
 from pathlib import Path
+from typing import Any
 
 import pytest
 from eventsourcing.persistence import IntegrityError, StoredEvent, Tracking
 from eventsourcing.utils import Environment
 
+from kes.envelope import RecordedEvent
 from kes.integrations.eventsourcing import (
     KafkaApplicationRecorder,
     KafkaFactory,
@@ -110,10 +112,12 @@ def test_concurrent_inserts_from_two_stores_are_numbered_without_gaps_each_inser
         assert [n.originator_id for n in notifications[ids[0] - 1 : ids[-1]]] == [originator] * 3
 
 
+@pytest.mark.parametrize("sequential", [True, False], ids=["partition read", "offset reads"])
 def test_a_fresh_process_rebuilds_its_index_from_the_log(
-    env: dict[str, str], monkeypatch: pytest.MonkeyPatch
+    env: dict[str, str], monkeypatch: pytest.MonkeyPatch, sequential: bool
 ) -> None:
     monkeypatch.setattr(log_module, "READ_CHUNK", 7)  # several reads while catching up
+    monkeypatch.setattr(log_module, "BULK_FROM", 5 if sequential else 10**9)
     originators = [uuid.uuid4() for _ in range(10)]
     factory = KafkaFactory(Environment("Shop", env))
     process = factory.process_recorder()
@@ -127,7 +131,17 @@ def test_a_fresh_process_rebuilds_its_index_from_the_log(
 
     again = KafkaFactory(Environment("Shop", env))  # a new store: nothing in memory
     reread = again.process_recorder()
+    assert isinstance(reread, KafkaProcessRecorder)
+    partition_reads: list[object] = []
+    read_all = reread.log.store.read_all
+
+    def counted(*args: Any) -> Iterator[RecordedEvent]:
+        partition_reads.append(args)
+        return read_all(*args)
+
+    monkeypatch.setattr(reread.log.store, "read_all", counted)
     assert reread.max_notification_id() == 20
+    assert len(partition_reads) == (1 if sequential else 0)
     assert reread.max_tracking_id("Up") == 10
     assert [e.originator_version for e in reread.select_events(originators[4])] == [1, 2]
     with pytest.raises(IntegrityError):

@@ -90,14 +90,15 @@ def admit(
             continue
         nids: list[int] = []
         for event, event_id in zip(ins.events, ins.event_ids, strict=False):
-            claimed.add((key_of(event.originator_id), event.originator_version))
+            key = key_of(event.originator_id)
+            claimed.add((key, event.originator_version))
             nid = next_nid if index.numbered else None
             if nid is not None:
                 nids.append(nid)
                 next_nid += 1
             version += 1
             plan.records.append(event_record(event, nid, event_id))
-            plan.rows.append(Row(version, event=event, notification_id=nid))
+            plan.rows.append(Row(version, event=event, notification_id=nid, key=key))
         if ins.tracking is not None:
             t = ins.tracking
             tracked[t.application_name] = t.notification_id

@@ -44,7 +44,8 @@ class LogIndex:
         event = row.event
         if event is None:
             return
-        self._add_version(key_of(event.originator_id), event.originator_version, row.version)
+        key = row.key or key_of(event.originator_id)
+        self._add_version(key, event.originator_version, row.version)
         if self.numbered:
             self._notifications.append(row.version)
             code = self._topic_code.get(event.topic)

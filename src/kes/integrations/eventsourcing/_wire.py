@@ -52,6 +52,7 @@ class Row:
     event: StoredEvent | None = None
     notification_id: int | None = None
     tracking: Tracking | None = None
+    key: str = ""  # the event's originator key (key_of), when it has an event
 
     @property
     def size(self) -> int:
@@ -151,7 +152,12 @@ def decode_row(recorded: RecordedEvent) -> Row:
             state=state,
         )
         nid = meta.get(NOTIFICATION_ID)
-        return Row(version, event=event, notification_id=int(nid) if nid is not None else None)
+        return Row(
+            version,
+            event=event,
+            notification_id=int(nid) if nid is not None else None,
+            key=raw_id if raw_id == raw_id.lower() else str(originator_id),
+        )
     except (KeyError, ValueError, TypeError) as exc:
         log.warning(
             "%s[%d]@%d (version %d of %s) is not an eventsourcing record (%s); skipped",
