@@ -161,9 +161,15 @@ class SequenceLog:
                     ins.fail(error)
 
     def _commit(self, batch: list[Insert]) -> None:
+        # Admission against what this process already knows is safe even if the log has
+        # moved on: it refuses only what the log does hold, and the append's
+        # compare-and-set fails if anything is missing. Catch up only then (saving the
+        # question to the partition's owner on the common path).
         pending = batch
+        behind = False
         while pending:
-            self.catch_up()
+            if behind:
+                self.catch_up()
             with self._sync:
                 plan, refused = admit(self._index, pending, self.name)
             for ins, error in refused:
@@ -185,6 +191,7 @@ class SequenceLog:
                 return
             except ConcurrencyError:
                 # Another process appended first: read what it wrote, then decide again.
+                behind = True
                 self.stats["retries"] += 1
                 now = time.monotonic()
                 pending = []
