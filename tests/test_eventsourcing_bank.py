@@ -14,7 +14,14 @@ import pytest
 from examples.eventsourcing_bank.application import BankAccounts
 
 from kes.integrations.eventsourcing._shared import close_all
-from tests.es_race import ROOT, check_race, log_balances, read_bank_log, run_race
+from tests.es_race import (
+    ROOT,
+    check_race,
+    check_transfers_only,
+    log_balances,
+    read_bank_log,
+    run_race,
+)
 from tests.faults import read_topic
 
 pytestmark = pytest.mark.kafka
@@ -96,4 +103,26 @@ def test_two_processes_racing_on_the_same_accounts_leave_a_gapless_log_and_every
         assert {a: bank.get_balance(uuid.UUID(a)) for a in race.accounts} == log_balances(
             race.records
         )
+    close_all()
+
+
+@pytest.mark.slow
+def test_transfers_stay_whole_and_acknowledged_ones_stay_recorded_when_a_racing_process_is_killed(
+    bootstrap_servers: str, tmp_path: Path
+) -> None:
+    env = kes_env(bootstrap_servers, tmp_path)
+    race = run_race(
+        env,
+        tmp_path / "race",
+        processes=2,
+        threads=4,
+        commands=60,
+        accounts=6,
+        ops="transfer",
+        kill_after_s=1.0,
+    )
+    race.records = read_bank_log(bootstrap_servers, f"{env['KES_NAMESPACE']}.events.BankAccounts")
+    summary = check_transfers_only(race)
+    print(summary)
+    assert summary["transfers_in_log"] > 0
     close_all()

@@ -2,8 +2,9 @@
 
 It uses the example application unchanged, on whatever persistence the environment
 names, and logs each command's outcome as one JSON line: ``ok``, ``conflict`` (the
-library's IntegrityError), ``refused`` (the account's own rule) or ``error`` (anything
-else, which a correct store never causes here)."""
+library's IntegrityError), ``refused`` (the account's own rule), ``unavailable`` (the
+library's OperationalError: the store did not answer in time, e.g. during a failover) or
+``error`` (anything else, which a correct store never causes)."""
 
 from __future__ import annotations
 
@@ -18,7 +19,7 @@ from decimal import Decimal
 from pathlib import Path
 from uuid import UUID
 
-from eventsourcing.persistence import IntegrityError
+from eventsourcing.persistence import IntegrityError, OperationalError
 from examples.eventsourcing_bank.application import BankAccounts
 from examples.eventsourcing_bank.domain import TransactionError
 
@@ -32,6 +33,7 @@ def main() -> None:
     ap.add_argument("--out", required=True)
     ap.add_argument("--ready", required=True, help="file written once warmed up")
     ap.add_argument("--go", required=True, help="file to wait for before racing")
+    ap.add_argument("--ops", default="deposit,withdraw,transfer,transfer", help="to pick from")
     args = ap.parse_args()
     logging.basicConfig(level=logging.WARNING)
     accounts = [UUID(a) for a in json.loads(args.accounts)]
@@ -50,8 +52,9 @@ def main() -> None:
 
         def work(seed: int) -> None:
             rnd = random.Random(seed)
+            ops = args.ops.split(",")
             for _ in range(args.commands):
-                op = rnd.choice(("deposit", "withdraw", "transfer", "transfer"))
+                op = rnd.choice(ops)
                 a, b = rnd.sample(accounts, 2)
                 amount = Decimal(rnd.randint(1, 40))
                 fields: dict[str, object] = {"op": op, "a": str(a), "amount": str(amount)}
@@ -68,6 +71,8 @@ def main() -> None:
                     log(outcome="conflict", error=type(exc).__name__, **fields)
                 except TransactionError as exc:
                     log(outcome="refused", error=type(exc).__name__, **fields)
+                except OperationalError as exc:
+                    log(outcome="unavailable", error=str(getattr(exc, "outcome", "")), **fields)
                 except Exception as exc:
                     log(outcome="error", error=f"{type(exc).__name__}: {exc}", **fields)
 
