@@ -13,6 +13,7 @@ import os
 import re
 import socket
 import uuid
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Any, Literal
 
@@ -94,8 +95,9 @@ class KafkaConfig:
             )
 
     @classmethod
-    def from_env(cls, **overrides: Any) -> KafkaConfig:
-        """Settings from the environment, ``overrides`` (KafkaConfig fields) on top.
+    def from_env(cls, environ: Mapping[str, str] | None = None, **overrides: Any) -> KafkaConfig:
+        """Settings from the environment (``environ``, default ``os.environ``), ``overrides``
+        (KafkaConfig fields) on top.
 
         ``KES_BOOTSTRAP_SERVERS``, ``KES_NAMESPACE``, ``KES_TOPIC_PREFIX``,
         ``KES_PARTITIONS``, ``KES_REPLICATION_FACTOR``, ``KES_ROLE`` (writer|client),
@@ -104,7 +106,7 @@ class KafkaConfig:
         ``KES_KAFKA_<SETTING>`` passed to confluent-kafka as ``<setting>`` (e.g.
         ``KES_KAFKA_SECURITY_PROTOCOL=SASL_SSL`` -> ``security.protocol``).
         """
-        env = os.environ
+        env = os.environ if environ is None else environ
         values: dict[str, Any] = {}
         for name, key, kind in _ENV:
             raw = env.get(name)
