@@ -18,6 +18,7 @@ from kes.kafka.topics import Topics
 from kes.snapshots import Snapshot
 from kes.store.kafka import KafkaConfig, KafkaEventStore, KafkaSnapshotStore
 from kes.store.kafka.snapshots import snapshot_topic
+from kes.testing import SnapshotStoreContract
 
 pytestmark = pytest.mark.kafka
 
@@ -186,3 +187,11 @@ def test_deleting_the_snapshot_topic_changes_no_loaded_result(
         held = fresh.get("User", user.id)
         assert held is not None and held.version == 6
         assert state(load(repo, user.id)) == state(user)
+
+
+class TestKafkaSnapshotStore(SnapshotStoreContract):
+    @pytest.fixture
+    def snapshots(self, kafka_config: KafkaConfig) -> Iterator[KafkaSnapshotStore]:
+        store = KafkaSnapshotStore(kafka_config)
+        yield store
+        store.close()

@@ -5,7 +5,7 @@ from collections.abc import Iterator
 import pytest
 
 from kes.store.kafka import KafkaEventStore
-from tests.contract import EventStoreContract
+from kes.testing import EventStoreContract
 
 pytestmark = pytest.mark.kafka
 

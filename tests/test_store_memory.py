@@ -2,11 +2,17 @@ from __future__ import annotations
 
 import pytest
 
-from kes import MemoryEventStore
-from tests.contract import EventStoreContract
+from kes import MemoryEventStore, MemorySnapshotStore
+from kes.testing import EventStoreContract, SnapshotStoreContract
 
 
 class TestMemoryEventStore(EventStoreContract):
     @pytest.fixture
     def store(self) -> MemoryEventStore:
         return MemoryEventStore()
+
+
+class TestMemorySnapshotStore(SnapshotStoreContract):
+    @pytest.fixture
+    def snapshots(self) -> MemorySnapshotStore:
+        return MemorySnapshotStore()

@@ -1,4 +1,14 @@
-"""The EventStore contract: one abstract test class, run against every backend."""
+"""The EventStore contract: one test class, run against every backend.
+
+A backend proves itself by subclassing :class:`EventStoreContract` in its own tests and
+providing a ``store`` fixture (a fresh, empty store per test)::
+
+    class TestMyStore(EventStoreContract):
+        @pytest.fixture
+        def store(self) -> Iterator[MyStore]:
+            with MyStore(...) as s:
+                yield s
+"""
 
 from __future__ import annotations
 
@@ -139,16 +149,23 @@ class EventStoreContract:
     def test_subscribe_catches_up_then_follows(self, store: EventStore) -> None:
         store.append("Feed", "x", [ev(n=1)], NO_STREAM)
         stop = threading.Event()
+        caught_up = threading.Event()
         seen: list[int] = []
 
         def follow() -> None:
             for e in store.subscribe("Feed", stop=stop):
                 seen.append(e.payload["n"])
+                if len(seen) == 1:
+                    caught_up.set()
                 if len(seen) == 3:
                     stop.set()
 
         t = threading.Thread(target=follow, daemon=True)
         t.start()
+        # Only once the subscriber has read what was there does it get more: what comes
+        # next can only reach it by following the log.
+        assert caught_up.wait(30), "the subscriber never caught up with the first event"
+        assert seen == [1]
         store.append("Feed", "x", [ev(n=2)], 1)
         store.append("Feed", "y", [ev(n=3)], NO_STREAM)
         t.join(timeout=30)
