@@ -9,7 +9,7 @@ from __future__ import annotations
 
 from decimal import Decimal
 
-from kes.domain import Aggregate, DomainError, event
+from kes import Aggregate, DomainError, event
 
 
 class InsufficientFundsError(DomainError):

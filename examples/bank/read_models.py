@@ -9,7 +9,7 @@ from __future__ import annotations
 
 from decimal import Decimal
 
-from kes.envelope import RecordedEvent
+from kes import RecordedEvent
 from kes.projections import SqlProjection, Tx
 
 

@@ -19,10 +19,14 @@ from collections.abc import Callable
 from decimal import Decimal
 
 from examples.bank.domain import Account
-from kes.application import Application
-from kes.domain import Aggregate, DomainError, event
-from kes.envelope import RecordedEvent
-from kes.errors import AggregateNotFoundError
+from kes import (
+    Aggregate,
+    AggregateNotFoundError,
+    Application,
+    DomainError,
+    RecordedEvent,
+    event,
+)
 
 REQUESTED, DEBITED, COMPLETED, FAILED = "requested", "debited", "completed", "failed"
 

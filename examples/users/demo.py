@@ -16,9 +16,7 @@ from rich.syntax import Syntax
 from rich.table import Table
 
 from examples.users.domain import User, UserDeactivatedError
-from kes import KafkaConfig
-from kes.application import Application
-from kes.envelope import Position
+from kes import Application, KafkaConfig, Position
 
 
 def read_raw(config: KafkaConfig, position: Position) -> tuple[str, list[tuple[str, str]], str]:

@@ -6,7 +6,7 @@ Events on the wire: ``UserCreated`` {userId, username, email}, ``EmailChanged``
 
 from __future__ import annotations
 
-from kes.domain import Aggregate, DomainError, event
+from kes import Aggregate, DomainError, event
 
 
 class UserDeactivatedError(DomainError):

@@ -5,7 +5,7 @@ Run it:  kes project run examples.users.read_models:UserDirectory
 
 from __future__ import annotations
 
-from kes.envelope import RecordedEvent
+from kes import RecordedEvent
 from kes.projections import SqlProjection, Tx
 
 

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import threading
 from typing import Any
@@ -14,7 +15,7 @@ from kes.cli.options import bootstrap_option, json_option, kafka_config, prefix_
 from kes.envelope import RecordedEvent
 from kes.kafka.config import KafkaConfig
 from kes.kafka.consume import watermarks
-from kes.kafka.topics import Topics
+from kes.kafka.topics import KINDS, Topics, kinds_table
 from kes.store.kafka import KafkaEventStore, rebuild_index
 
 
@@ -38,12 +39,22 @@ def _event_dict(e: RecordedEvent) -> dict[str, Any]:
 
 
 @click.command()
+@click.option(
+    "--kinds", is_flag=True, help="Print every kind of topic kes creates (no Kafka needed)."
+)
 @bootstrap_option
 @prefix_option
 @json_option
-def topics(bootstrap_servers: str, topic_prefix: str, as_json: bool) -> None:
+def topics(kinds: bool, bootstrap_servers: str, topic_prefix: str | None, as_json: bool) -> None:
     """List event topics with partitions, replication and the settings that keep events."""
-    infos = Topics(kafka_config(bootstrap_servers, topic_prefix)).event_topics()
+    if kinds:
+        if as_json:
+            click.echo(json.dumps([dataclasses.asdict(k) for k in KINDS], indent=2))
+        else:
+            click.echo(kinds_table())
+        return
+    config = kafka_config(bootstrap_servers, topic_prefix)
+    infos = Topics(config).event_topics()
     keys = (
         "cleanup.policy",
         "retention.ms",
@@ -60,7 +71,7 @@ def topics(bootstrap_servers: str, topic_prefix: str, as_json: bool) -> None:
         click.echo(json.dumps(rows, indent=2))
         return
     if not rows:
-        click.echo(f"no event topics with prefix {topic_prefix!r} on {bootstrap_servers}.")
+        click.echo(f"no event topics named {config.events_prefix}* on {bootstrap_servers}.")
         return
     table = Table(title=f"event topics on {bootstrap_servers}")
     for col in rows[0]:

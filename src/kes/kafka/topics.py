@@ -139,10 +139,17 @@ LATE = TopicKind(
 )
 OUTPUTS = TopicKind(
     "pipeline outputs",
-    "any name given to `Streams.to_topic`",
+    "<the name given to Streams.to_topic>",
     "1, or as asked",
     "a pipeline's plain JSON results",
     never_lose=True,
+)
+STREAM_STATE = TopicKind(
+    "pipeline state",
+    "changelog__<namespace>.stream.<pipeline>--..., repartition__...",
+    "as Quix Streams chooses",
+    "a pipeline's window and table state, and re-keyed records; made by Quix Streams",
+    compacted=True,
 )
 KINDS: tuple[TopicKind, ...] = (
     EVENTS,
@@ -154,6 +161,7 @@ KINDS: tuple[TopicKind, ...] = (
     DERIVED,
     LATE,
     OUTPUTS,
+    STREAM_STATE,
 )
 
 
