@@ -135,3 +135,20 @@ def test_writers_restarted_one_at_a_time_under_load_fail_no_append(
     )
     assert not result.error, f"appends failed during the restarts: {result.error[:3]}"
     assert len(client_ok) > 200, "the client hardly appended"
+
+
+def test_a_client_reads_streams_while_no_writer_runs(kafka_config: KafkaConfig) -> None:
+    """A process that owns nothing (role client) still reads when no writer is up: it
+    falls back to reading the aggregate's partition itself."""
+    with KafkaEventStore(kafka_config) as writer:
+        for i in range(5):
+            writer.append("Race", "a1", [NewEvent(event_type="E", payload={"n": i})], i)
+    client_config = dataclasses.replace(kafka_config, role="client", request_timeout_s=10)
+    with KafkaEventStore(client_config) as client:
+        started = time.monotonic()
+        assert client.stream_version("Race", "a1") == 5
+        assert [e.payload["n"] for e in client.read_stream("Race", "a1", 2, 4)] == [1, 2, 3]
+        assert client.read_stream("Race", "nobody") == []
+        took = time.monotonic() - started
+        assert client.member("Race").owned_partitions() == []  # it never became a writer
+    print(f"\nreads without a writer answered in {took:.1f}s (owner wait 5 s each)")
