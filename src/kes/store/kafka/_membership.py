@@ -182,8 +182,7 @@ class WriterGroupMember:
             log.exception("%s[%d]: takeover failed; will retry", self.topic, p)
             self._failed.add(p)
             return
-        if self._owned.get(p) is owned and owned.state is State.STARTING:
-            owned.set_state(State.READY)
+        if self._owned.get(p) is owned and owned.set_state(State.READY, only_from=State.STARTING):
             with contextlib.suppress(KafkaException, RuntimeError):
                 consumer.resume([TopicPartition(self.request_topic, p)])
 

@@ -158,10 +158,16 @@ class OwnedPartition:
 
     # ---- state -------------------------------------------------------------------------
 
-    def set_state(self, state: State) -> None:
-        self.state = state
+    def set_state(self, state: State, only_from: State | None = None) -> bool:
+        """Move to ``state`` (if the state is ``only_from``, when given); False when it
+        did not. A revoked or lost partition stays so: its successor is another object."""
+        with self._lock:
+            if self.closed or (only_from is not None and self.state is not only_from):
+                return False
+            self.state = state
         if state is not State.STARTING:
             self.settled.set()
+        return True
 
     def save_index(self) -> None:
         try:

@@ -33,7 +33,7 @@ from kes.kafka.produce import GroupMember, TransactionalProducer
 from kes.store.base import AppendResult
 from kes.store.kafka._admission import AppendRequest, Record, Verdicts, admit, stored_ids_match
 from kes.store.kafka._partition import OwnedPartition, State
-from kes.store.kafka._reader import OffsetReader
+from kes.store.kafka._reader import OffsetReader, try_decode
 
 log = logging.getLogger("kes.writer")
 
@@ -282,7 +282,7 @@ class Writer:
             return list(range(first, last + 1))
         # Someone else wrote to this partition meanwhile: find ours by event id.
         msgs = self.reader.read(owned.topic, owned.partition, first, last + 1)
-        by_id = {decode(m.value()).event_id: m.offset() for m in msgs if m.value()}
+        by_id = {env.event_id: m.offset() for m in msgs if (env := try_decode(m)) is not None}
         return [by_id[r.event_id] for _, recs in v.accepted for r in recs]
 
     def _failed(self, accepted: list[tuple[OwnedPartition, Verdicts]], exc: Exception) -> None:
@@ -308,8 +308,7 @@ class Writer:
                 self._producer.close()
             self._producer = None
         for owned, _ in accepted:
-            if owned.state is State.READY:
-                owned.set_state(State.STALE)
+            owned.set_state(State.STALE, only_from=State.READY)
         self._retry(accepted, maybe_written=kind is not Failure.PRODUCER_FENCED)
 
     def _retry(self, accepted: list[tuple[OwnedPartition, Verdicts]], maybe_written: bool) -> None:
@@ -330,8 +329,7 @@ class Writer:
             log.warning("%s: cannot read it again yet: %s", owned, exc)
             time.sleep(0.5)
             return
-        if owned.state is State.STALE:
-            owned.set_state(State.READY)
+        owned.set_state(State.READY, only_from=State.STALE)
 
     def _check_log(self, owned: OwnedPartition, req: AppendRequest, actual: int) -> None:
         """A conflict that may be a retry of events stored long ago: compare their ids."""

@@ -42,8 +42,10 @@ from kes.store.kafka._writer import Writer
 
 log = logging.getLogger("kes.store")
 
-# How long a read waits for an owner to answer before it reads the partition itself.
+# How long a read waits for an owner to answer before it reads the partition itself,
+# and how long after that reads of the partition go straight to reading it.
 OWNER_WAIT_S = 5.0
+OWNERLESS_S = 10.0
 
 
 class KafkaEventStore(EventStore):
@@ -65,6 +67,7 @@ class KafkaEventStore(EventStore):
         self.writer = Writer(self.config, self.reader)
         self.router = Router(self.config, self.topics, self.producer)
         self._members: dict[str, WriterGroupMember] = {}
+        self._ownerless: dict[tuple[str, int], float] = {}  # no owner answered, until
         self._lock = threading.Lock()
         self._closed = False
 
@@ -164,6 +167,8 @@ class KafkaEventStore(EventStore):
             if owned is not None:
                 version, offsets = owned.index.lookup(aggregate_id, from_version, to_version)
                 return m.topic, p, version, offsets
+            if self._ownerless.get((aggregate_type, p), 0.0) > time.monotonic():
+                return None  # nobody answered a moment ago: do not wait again
             call = ReadCall(
                 id=self.router.new_id(),
                 reply_to=self.router.reply_topic,
@@ -181,7 +186,9 @@ class KafkaEventStore(EventStore):
                 continue
             except StoreUnavailableError:
                 if time.time() >= owner_deadline:
-                    return None  # nobody answers: the caller reads the partition itself
+                    # Nobody answers: the caller reads the partition itself.
+                    self._ownerless[(aggregate_type, p)] = time.monotonic() + OWNERLESS_S
+                    return None
                 raise
             if reply.ok:
                 return m.topic, p, reply.version, reply.offsets
@@ -189,6 +196,7 @@ class KafkaEventStore(EventStore):
             if not isinstance(error, NotOwnerError):
                 raise error
             if time.time() >= owner_deadline:
+                self._ownerless[(aggregate_type, p)] = time.monotonic() + OWNERLESS_S
                 return None
             time.sleep(0.05)
         return None
