@@ -22,6 +22,12 @@ class Outcomes:
     ok: list[dict[str, Any]] = field(default_factory=list)
     conflict: list[dict[str, Any]] = field(default_factory=list)
     error: list[dict[str, Any]] = field(default_factory=list)
+    started: list[dict[str, Any]] = field(default_factory=list)  # each append, before it
+
+    def in_flight(self) -> list[dict[str, Any]]:
+        """Appends started that never got an outcome: in flight when the process died."""
+        ended = {r["id"] for r in self.ok + self.conflict + self.error}
+        return [r for r in self.started if r["id"] not in ended]
 
 
 def spawn_appender(
@@ -83,11 +89,15 @@ def outcomes(*paths: Path) -> Outcomes:
     for path in paths:
         if not path.exists():
             continue
-        for line in path.read_text().splitlines():
+        lines = path.read_text().splitlines()
+        for n, line in enumerate(lines, 1):
             try:
                 row = json.loads(line)
             except json.JSONDecodeError:
-                continue  # the line a kill -9 cut short
+                # Only the last line can be one a kill -9 cut short; any other unreadable
+                # line would silently drop an acknowledgement from the checks.
+                assert n == len(lines), f"{path}:{n} is not a JSON line: {line[:80]!r}"
+                continue
             getattr(result, row["outcome"]).append(row)
     return result
 

@@ -88,7 +88,15 @@ def test_failover_after_kill_9_of_the_owner_loses_no_acknowledged_append(
         kafka_config.bootstrap_servers, kafka_config.topic("Race"), kafka_config.partitions
     )
     check_streams(records)
-    check_acknowledged(records, result)
+    by_id = check_acknowledged(records, result)
+    # The killed owner did real work, and died with appends in flight.
+    result_a = outcomes(out_a)
+    assert len(result_a.ok) >= 20, f"A acknowledged only {len(result_a.ok)} appends"
+    in_flight = result_a.in_flight()
+    assert in_flight, "A had no append in flight when it was killed"
+    # Each of those is in the log once or not at all (check_acknowledged: ids unique).
+    committed = sum(r["id"] in by_id for r in in_flight)
+    print(f"\nA died with {len(in_flight)} appends in flight, {committed} of them committed")
     # B took over A's partitions: it appended to every partition after the failover.
     grace = killed_at + kafka_config.session_timeout_ms / 1000 + 5
     late = [r for r in outcomes(out_b).ok if r["t0"] > grace]

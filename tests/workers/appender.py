@@ -65,6 +65,7 @@ def main() -> None:
             agg = rnd.choice(names)
             event_id = str(uuid.uuid4())
             started = time.time()
+            log(agg=agg, id=event_id, outcome="started", t0=started)
             try:
                 expected = store.stream_version(args.type, agg)
                 result = store.append(
