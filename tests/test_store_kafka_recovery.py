@@ -136,8 +136,10 @@ def test_index_of_a_deleted_and_recreated_topic_is_not_trusted(
 def test_new_owner_treats_a_repeat_of_the_old_owners_append_as_a_no_op(
     kafka_config: KafkaConfig, tmp_path: Path
 ) -> None:
-    """A forwarded request delivered again after its owner died must not write twice,
-    even with expected_version=ANY: the new owner learns recent event ids on catch-up."""
+    """An append the previous owner wrote, repeated to a new owner that has no index of
+    its own (what a forwarded request delivered again after its owner died amounts to),
+    writes nothing, even with expected_version=ANY: the new owner learns the recent
+    event ids while it catches up. (The redelivery itself is not staged here.)"""
     events = [ev(n=1), ev(n=2)]
     with KafkaEventStore(kafka_config) as old_owner:
         old_owner.append("Acct", "dup", events, ANY)
