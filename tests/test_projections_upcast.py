@@ -12,7 +12,7 @@ from typing import Any, ClassVar
 
 import pytest
 
-from kes import Aggregate, Application, Envelope, Position, event
+from kes import Aggregate, Application, Envelope, Position, Upcaster, event
 from kes.projections import (
     Projection,
     ProjectionError,
@@ -40,7 +40,7 @@ def placed_v1_to_v2(payload: dict[str, Any]) -> dict[str, Any]:
 class Order(Aggregate, aggregate_type="Order", id_field="order_id"):
     """The next release: ``qty`` renamed ``quantity`` (schema version 2), with an upcaster."""
 
-    upcasters = {("Placed", 1): placed_v1_to_v2}
+    upcasters: ClassVar[dict[tuple[str, int], Upcaster]] = {("Placed", 1): placed_v1_to_v2}
 
     @event("Placed", schema_version=2)
     def __init__(self, order_id: str, quantity: int, lines: dict[str, int]) -> None:
@@ -55,7 +55,7 @@ class OrderWithoutUpcaster(Aggregate, aggregate_type="Order", id_field="order_id
 
 class Quantities(SqlProjection):
     name = "quantities"
-    aggregates = (Order,)
+    aggregates: ClassVar[tuple[type[Aggregate], ...]] = (Order,)
     max_attempts = 1
 
     def setup(self, tx: Tx) -> None:
@@ -132,7 +132,7 @@ def test_aggregates_name_the_types_read_and_a_class_less_type_is_passed_as_writt
 
     class Both(Projection):
         name = "both"
-        aggregate_types = ("Audit",)
+        aggregate_types: ClassVar[tuple[str, ...]] = ("Audit",)
         aggregates = (Order,)
 
     assert Both.aggregate_types == ("Audit", "Order")
@@ -203,9 +203,7 @@ def test_an_event_that_cannot_be_upcast_is_parked_at_once_and_replays_once_fixed
     assert {p["errorType"] for p in parked} == {"UnknownEventError"}
     assert all(p["attempts"] == 1 and "no upcaster for Placed v1" in p["error"] for p in parked)
 
-    replayed = kes(
-        "dlq", "replay", f"{__name__}:Quantities", "--database", db, env=env
-    )
+    replayed = kes("dlq", "replay", f"{__name__}:Quantities", "--database", db, env=env)
     assert replayed.returncode == 0, replayed.stderr
     assert "replayed 3 parked record(s)" in replayed.stdout
     with sqlite3.connect(db) as conn:

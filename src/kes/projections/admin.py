@@ -7,7 +7,6 @@ import dataclasses
 import signal
 import time
 from dataclasses import dataclass
-from datetime import datetime
 from typing import Any
 
 from confluent_kafka import (
@@ -154,9 +153,7 @@ def group_status(
     return GroupStatus(group, state, len(members), source, rows)
 
 
-def _stored_offsets(
-    database: str, name: str
-) -> tuple[dict[tuple[str, int], int], list[str], str]:
+def _stored_offsets(database: str, name: str) -> tuple[dict[tuple[str, int], int], list[str], str]:
     """The offsets ``database`` holds for projection ``name``, every name it holds offsets
     of, and its URL."""
     store = open_checkpoints(database)

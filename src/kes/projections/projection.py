@@ -116,7 +116,9 @@ class Projection:
                 envelope.event_type, envelope.schema_version, envelope.payload
             )
             if version != envelope.schema_version:
-                envelope = msgspec.structs.replace(envelope, payload=payload, schema_version=version)
+                envelope = msgspec.structs.replace(
+                    envelope, payload=payload, schema_version=version
+                )
         payload_type = self._payload_types.get((envelope.aggregate_type, envelope.event_type))
         return ProjectionEvent(envelope, position, payload_type)
 
