@@ -116,7 +116,7 @@ def group_status(
     }
     committed = {(tp.topic, tp.partition): tp.offset for tp in offsets if tp.offset >= 0}
     if must_exist and not members and not committed and database is None:
-        raise ProjectionError(_no_group(admin, group))
+        raise ProjectionError(_no_group(config, admin, group))
     source = "kafka"
     if database is not None:
         name = checkpoint_name or group
@@ -170,16 +170,34 @@ def _stored_offsets(database: str, name: str) -> tuple[dict[tuple[str, int], int
         store.close()
 
 
-def _no_group(admin: Any, group: str) -> str:
+def _no_group(config: KafkaConfig, admin: Any, group: str) -> str:
     try:
         listed = admin.list_consumer_groups().result(timeout=10)
-        known = sorted(g.group_id for g in listed.valid if not g.group_id.startswith("kes-"))
+        known = _projection_names(config, [g.group_id for g in listed.valid])
     except Exception:  # only for the hint
         known = []
-    hint = f" Groups on this cluster: {', '.join(known[:15])}." if known else ""
+    hint = (
+        f" Consumer groups of projections and pipelines in namespace {config.ns!r}: "
+        f"{', '.join(known[:20])}{', ...' if len(known) > 20 else ''}."
+        if known
+        else f" Namespace {config.ns!r} has no projection groups."
+    )
     return (
         f"consumer group {group!r} does not exist (no member, no committed position). Check "
-        f"the projection's name and the namespace (KES_NAMESPACE).{hint}"
+        f"the projection's name (its `name`, not its class) and the namespace (--namespace, "
+        f"KES_NAMESPACE).{hint}"
+    )
+
+
+def _projection_names(config: KafkaConfig, groups: list[str]) -> list[str]:
+    """The names, as ``kes project status`` takes them, of the groups in ``config``'s
+    namespace that are not kes's own (writers, dead-letter replays, clients)."""
+    own = tuple(f"{config.ns}.{part}." for part in ("writers", "dlq-replay"))
+    prefix = config.group_id("")  # "" in the default namespace, else "<namespace>."
+    return sorted(
+        g[len(prefix) :]
+        for g in groups
+        if g.startswith(prefix) and not g.startswith(("kes-", *own))
     )
 
 
