@@ -236,6 +236,9 @@ class Application:
     the class attribute ``snapshot_every``; snapshots need a ``snapshots`` store.
     ``validator`` sees every append's events first and may refuse them (see
     ``kes.schemas.SchemaValidator``).
+
+    Thread-safe: one Application serves every thread of a process (``get`` hands each
+    caller its own copy of an aggregate; concurrent saves of one aggregate conflict).
     """
 
     def __init__(
