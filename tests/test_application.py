@@ -11,7 +11,12 @@ from examples.users.domain import User, UserDeactivatedError
 
 from kes.application import Application, Repository, retry_on_conflict
 from kes.envelope import NewEvent
-from kes.errors import AggregateNotFoundError, ConcurrencyError, InvalidInputError
+from kes.errors import (
+    AggregateNotFoundError,
+    ConcurrencyError,
+    InvalidInputError,
+    StreamExistsError,
+)
 from kes.snapshots import MemorySnapshotStore
 from kes.store import ANY, AppendResult, MemoryEventStore
 from kes.store.base import Expected
@@ -291,3 +296,49 @@ def test_retry_on_conflict_decorator_reruns_the_function() -> None:
 def test_repository_contains_reports_existing_aggregates(app: Application) -> None:
     history(app, 0)
     assert "u1" in app.repository(User) and "u2" not in app.repository(User)
+
+
+def test_update_pauses_between_tries_with_the_policy_of_retry_on_conflict(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    pauses: list[float] = []
+    monkeypatch.setattr("kes.application.time.sleep", pauses.append)
+    store = ConflictingStore(n=3)
+    app = Application(store)
+    app.save(User("u1", "jdoe", "e@x"))
+    app.update(User, "u1", lambda u: u.change_email("new@x"), backoff=0.1)
+    assert len(pauses) == 3  # one before each new try
+    for i, pause in enumerate(pauses):  # doubling, jittered between half and all
+        assert 0.1 * 2**i / 2 <= pause <= 0.1 * 2**i
+    pauses.clear()
+
+    @retry_on_conflict(attempts=2, backoff=0.1)
+    def conflicting() -> None:
+        raise ConcurrencyError("User", "u1", 1, 2)
+
+    with pytest.raises(ConcurrencyError):
+        conflicting()
+    assert len(pauses) == 1 and 0.05 <= pauses[0] <= 0.1
+    pauses.clear()
+    store.n = 1
+    app.update(User, "u1", lambda u: u.change_email("again@x"))  # the default policy pauses
+    assert len(pauses) == 1 and pauses[0] > 0
+
+
+def test_creating_an_existing_aggregate_says_it_exists_and_is_not_retried(
+    app: Application, store: MemoryEventStore
+) -> None:
+    app.save(User("u1", "jdoe", "e@x"))
+    tries: list[int] = []
+
+    @retry_on_conflict(attempts=5)
+    def create() -> None:
+        tries.append(1)
+        app.save(User("u1", "other", "o@x"))
+
+    with pytest.raises(StreamExistsError) as info:
+        create()
+    assert len(tries) == 1  # a retry cannot help: not retried
+    assert "'u1' already exists" in str(info.value)
+    assert "retry the command" not in str(info.value)
+    assert app.get(User, "u1").username == "jdoe"

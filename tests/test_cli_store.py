@@ -80,8 +80,11 @@ def test_events_read_by_scan_needs_no_writer_and_agrees(filled: KafkaConfig) -> 
 
 
 def test_events_tail_from_beginning_prints_json_lines(filled: KafkaConfig) -> None:
-    out = run("events", "tail", "User", "--from-beginning", "--limit", "3", *common(filled))
-    lines = [json.loads(line) for line in out.splitlines()]
+    args = ["events", "tail", "User", "--from-beginning", "--limit", "3", *common(filled)]
+    result = CliRunner().invoke(cli, args, catch_exceptions=False)
+    assert result.exit_code == 0, result.output
+    assert "following" in result.stderr  # what it waits for goes to stderr, JSON to stdout
+    lines = [json.loads(line) for line in result.stdout.splitlines()]
     assert sorted((e["aggregateId"], e["version"]) for e in lines) == [
         ("abc123", 1),
         ("abc123", 2),

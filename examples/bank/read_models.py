@@ -9,15 +9,15 @@ from __future__ import annotations
 
 from decimal import Decimal
 
-from kes import RecordedEvent
-from kes.projections import SqlProjection, Tx
+from examples.bank.domain import Account
+from kes.projections import ProjectionEvent, SqlProjection, Tx
 
 
 class AccountBalances(SqlProjection):
     """Owner, balance and open/closed per account; exactly once into SQL."""
 
     name = "examples.bank.balances"
-    aggregate_types = ("Account",)
+    aggregates = (Account,)  # its events, upcast to the current schema versions
     database = "sqlite:///.kes/bank.db"
 
     def setup(self, tx: Tx) -> None:
@@ -29,20 +29,20 @@ class AccountBalances(SqlProjection):
     def reset(self, tx: Tx) -> None:
         tx.execute("DELETE FROM account_balances")
 
-    def on_AccountOpened(self, event: RecordedEvent, tx: Tx) -> None:
+    def on_AccountOpened(self, event: ProjectionEvent, tx: Tx) -> None:
         tx.execute(
             "INSERT INTO account_balances (account_id, owner, balance, open) "
             "VALUES (?, ?, '0', TRUE)",
             (event.aggregate_id, event.payload["owner"]),
         )
 
-    def on_MoneyDeposited(self, event: RecordedEvent, tx: Tx) -> None:
+    def on_MoneyDeposited(self, event: ProjectionEvent, tx: Tx) -> None:
         self._add(tx, event.aggregate_id, Decimal(event.payload["amount"]))
 
-    def on_MoneyWithdrawn(self, event: RecordedEvent, tx: Tx) -> None:
+    def on_MoneyWithdrawn(self, event: ProjectionEvent, tx: Tx) -> None:
         self._add(tx, event.aggregate_id, -Decimal(event.payload["amount"]))
 
-    def on_AccountClosed(self, event: RecordedEvent, tx: Tx) -> None:
+    def on_AccountClosed(self, event: ProjectionEvent, tx: Tx) -> None:
         tx.execute(
             "UPDATE account_balances SET open = FALSE WHERE account_id = ?", (event.aggregate_id,)
         )
@@ -84,7 +84,7 @@ class OverdraftAlerts(SqlProjection):
     def reset(self, tx: Tx) -> None:
         tx.execute("DELETE FROM overdraft_alerts")
 
-    def on_OverdraftAlertRaised(self, event: RecordedEvent, tx: Tx) -> None:
+    def on_OverdraftAlertRaised(self, event: ProjectionEvent, tx: Tx) -> None:
         tx.execute(
             "INSERT INTO overdraft_alerts (account_id, alert, refusals, at_ms) VALUES (?, ?, ?, ?)",
             (event.aggregate_id, event.version, event.payload["refusals"], event.payload["at"]),

@@ -5,15 +5,15 @@ Run it:  kes project run examples.users.read_models:UserDirectory
 
 from __future__ import annotations
 
-from kes import RecordedEvent
-from kes.projections import SqlProjection, Tx
+from examples.users.domain import User
+from kes.projections import ProjectionEvent, SqlProjection, Tx
 
 
 class UserDirectory(SqlProjection):
     """Every user by id, with a unique index on email; exactly once into SQL."""
 
     name = "examples.users.directory"
-    aggregate_types = ("User",)
+    aggregates = (User,)  # its events, upcast to the current schema versions
     database = "sqlite:///.kes/users.db"
 
     def setup(self, tx: Tx) -> None:
@@ -26,26 +26,26 @@ class UserDirectory(SqlProjection):
     def reset(self, tx: Tx) -> None:
         tx.execute("DELETE FROM user_directory")
 
-    def on_UserCreated(self, event: RecordedEvent, tx: Tx) -> None:
+    def on_UserCreated(self, event: ProjectionEvent, tx: Tx) -> None:
         p = event.payload
         tx.execute(
             "INSERT INTO user_directory (user_id, username, email, active) VALUES (?, ?, ?, TRUE)",
             (event.aggregate_id, p["username"], p["email"]),
         )
 
-    def on_EmailChanged(self, event: RecordedEvent, tx: Tx) -> None:
+    def on_EmailChanged(self, event: ProjectionEvent, tx: Tx) -> None:
         tx.execute(
             "UPDATE user_directory SET email = ? WHERE user_id = ?",
             (event.payload["email"], event.aggregate_id),
         )
 
-    def on_UserRenamed(self, event: RecordedEvent, tx: Tx) -> None:
+    def on_UserRenamed(self, event: ProjectionEvent, tx: Tx) -> None:
         tx.execute(
             "UPDATE user_directory SET username = ? WHERE user_id = ?",
             (event.payload["username"], event.aggregate_id),
         )
 
-    def on_UserDeactivated(self, event: RecordedEvent, tx: Tx) -> None:
+    def on_UserDeactivated(self, event: ProjectionEvent, tx: Tx) -> None:
         tx.execute(
             "UPDATE user_directory SET active = FALSE WHERE user_id = ?", (event.aggregate_id,)
         )

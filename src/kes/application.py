@@ -25,7 +25,13 @@ import msgspec
 
 from kes.domain import Aggregate
 from kes.envelope import NewEvent, RecordedEvent, now
-from kes.errors import AggregateNotFoundError, ConcurrencyError, InvalidInputError, KesError
+from kes.errors import (
+    AggregateNotFoundError,
+    ConcurrencyError,
+    InvalidInputError,
+    KesError,
+    StreamExistsError,
+)
 from kes.snapshots import SnapshotStore, restore, take_snapshot
 from kes.store.base import NO_STREAM, AppendResult, EventStore, Expected
 
@@ -35,6 +41,13 @@ A = TypeVar("A", bound=Aggregate)
 T = TypeVar("T")
 P = ParamSpec("P")
 log = logging.getLogger(__name__)
+
+#: The retry policy of conflicting commands (``Application.update``, ``retry_on_conflict``):
+#: this many tries, pausing ``CONFLICT_BACKOFF_S`` before the second, doubled before each
+#: further one, each pause drawn between half and all of that (jitter: contending
+#: processes spread out instead of colliding again).
+CONFLICT_ATTEMPTS = 5
+CONFLICT_BACKOFF_S = 0.01
 
 # Called with the events of one append before anything is written; raises to refuse them
 # (e.g. kes.schemas.SchemaValidator checks payloads against their registered schemas).
@@ -223,6 +236,9 @@ class Application:
     the class attribute ``snapshot_every``; snapshots need a ``snapshots`` store.
     ``validator`` sees every append's events first and may refuse them (see
     ``kes.schemas.SchemaValidator``).
+
+    Thread-safe: one Application serves every thread of a process (``get`` hands each
+    caller its own copy of an aggregate; concurrent saves of one aggregate conflict).
     """
 
     def __init__(
@@ -326,16 +342,18 @@ class Application:
         cls: type[A],
         aggregate_id: str | uuid.UUID,
         command: Callable[[A], T],
-        attempts: int = 5,
+        attempts: int = CONFLICT_ATTEMPTS,
         metadata: Mapping[str, str] | None = None,
+        backoff: float = CONFLICT_BACKOFF_S,
     ) -> T:
-        """Load, run ``command(aggregate)``, save; on a conflict reload and run it again.
+        """Load, run ``command(aggregate)``, save; on a conflict reload and run it again,
+        with :func:`retry_on_conflict`'s policy (jittered, doubling pauses).
 
         Gives up after ``attempts`` tries and re-raises the last ConcurrencyError.
         Returns what ``command`` returned.
         """
 
-        @retry_on_conflict(attempts)
+        @retry_on_conflict(attempts, backoff)
         def once() -> T:
             agg = self.get(cls, aggregate_id)
             result = command(agg)
@@ -346,16 +364,21 @@ class Application:
 
 
 def retry_on_conflict(
-    attempts: int = 5, backoff: float = 0.0
+    attempts: int = CONFLICT_ATTEMPTS, backoff: float = CONFLICT_BACKOFF_S
 ) -> Callable[[Callable[P, T]], Callable[P, T]]:
     """Re-run the decorated load-decide-save function when it raises ConcurrencyError.
 
     The function must reload what it changes on each call. After ``attempts`` calls
-    the last ConcurrencyError propagates. ``backoff`` (seconds) adds a jittered,
-    doubling pause between tries, useful when several processes contend.
+    the last ConcurrencyError propagates. Before each new try it pauses: ``backoff``
+    seconds before the second, doubled before each further one, each pause drawn
+    between half and all of that, so that contending processes spread out (``0``: no
+    pause). A StreamExistsError (creating an aggregate that exists) propagates at once:
+    running the same creation again cannot succeed.
     """
     if attempts < 1:
         raise InvalidInputError(f"attempts must be >= 1, got {attempts}.")
+    if backoff < 0:
+        raise InvalidInputError(f"backoff must be >= 0 seconds, got {backoff}.")
 
     def decorate(fn: Callable[P, T]) -> Callable[P, T]:
         @functools.wraps(fn)
@@ -363,12 +386,15 @@ def retry_on_conflict(
             for attempt in range(1, attempts + 1):
                 try:
                     return fn(*args, **kwargs)
+                except StreamExistsError:
+                    raise
                 except ConcurrencyError:
                     if attempt == attempts:
                         raise
                     log.debug("conflict in %s, attempt %d of %d", fn.__name__, attempt, attempts)
                     if backoff > 0:
-                        time.sleep(backoff * (2 ** (attempt - 1)) * random.random())
+                        pause = backoff * (2 ** (attempt - 1))
+                        time.sleep(pause * (0.5 + random.random() / 2))
             raise AssertionError("unreachable")
 
         return wrapper

@@ -3,21 +3,44 @@
 from __future__ import annotations
 
 import json
+from pathlib import Path
+from typing import Any
 
 import click
 from rich.console import Console
 from rich.table import Table
 
 from kes.broker import DEFAULT_DATA_DIR, DEFAULT_PORT, LocalCluster
+from kes.broker.cluster import STATE_FILE
 from kes.broker.errors import BrokerError
 
-data_dir_option = click.option(
-    "--data-dir",
-    default=DEFAULT_DATA_DIR,
-    show_default=True,
-    type=click.Path(file_okay=False),
-    help="Folder holding the nodes' data, logs and cluster.json.",
-)
+
+def find_data_dir(start: Path | None = None) -> str:
+    """The nearest ``.kes/broker`` holding a cluster, in ``start`` (default: the current
+    directory) or a parent; ``./.kes/broker`` when there is none, for a new one."""
+    here = (start or Path.cwd()).resolve()
+    for folder in (here, *here.parents):
+        candidate = folder / DEFAULT_DATA_DIR
+        if (candidate / STATE_FILE).is_file():
+            return str(candidate)
+    return str(here / DEFAULT_DATA_DIR)
+
+
+def _resolve_data_dir(_ctx: click.Context, _param: click.Parameter, value: str | None) -> str:
+    return value if value else find_data_dir()
+
+
+def data_dir_option(fn: Any) -> Any:
+    return click.option(
+        "--data-dir",
+        envvar="KES_BROKER_DIR",
+        default=None,
+        callback=_resolve_data_dir,
+        type=click.Path(file_okay=False),
+        help="Folder holding the nodes' data, logs and cluster.json (env KES_BROKER_DIR; "
+        f"default: the nearest {DEFAULT_DATA_DIR} with a cluster in this directory or a "
+        f"parent, else ./{DEFAULT_DATA_DIR}).",
+    )(fn)
 
 
 def _existing(data_dir: str) -> LocalCluster:
@@ -141,7 +164,11 @@ def status(data_dir: str, as_json: bool) -> None:
         )
         return
     if not rows:
-        click.echo(f"no kes-managed Kafka in {data_dir}.")
+        click.echo(
+            f"no kes-managed Kafka in {Path(data_dir).resolve()} (nor in a {DEFAULT_DATA_DIR} of "
+            "a parent folder). Pass --data-dir (or KES_BROKER_DIR) where `kes broker start` "
+            "put it, or start one."
+        )
         return
     table = Table(title=f"Kafka in {data_dir}")
     for col in ("node", "state", "pid", "port", "controller_port", "dir"):

@@ -11,10 +11,11 @@ from rich.console import Console
 from rich.table import Table
 
 from kes.cli.options import bootstrap_option, json_option, kafka_config, prefix_option
-from kes.envelope import Position, RecordedEvent, decode
+from kes.envelope import Position, decode
 from kes.kafka.clients import plain_consumer
 from kes.kafka.config import KafkaConfig
 from kes.kafka.errors import kafka_errors
+from kes.kafka.topics import Topics
 from kes.projections.admin import load_projection
 from kes.projections.checkpoints import open_checkpoints
 from kes.projections.dlq import Parked, dlq_topic, read_parked
@@ -68,6 +69,32 @@ def _row(p: Parked) -> dict[str, object]:
     }
 
 
+def _error_text(error_type: str, error: str) -> str:
+    """``Type: message`` once: projections write the type into the message already."""
+    if not error_type or error.startswith(f"{error_type}:"):
+        return error
+    return f"{error_type}: {error}"
+
+
+def _require_dlq(config: KafkaConfig, name: str) -> None:
+    topic = dlq_topic(config, name)
+    topics = Topics(config)
+    if topics.describe(topic) is not None:
+        return
+    prefix = dlq_topic(config, "")
+    known = [n[len(prefix) :] for n in topics.names(prefix)]
+    hint = (
+        f"Names with dead letters in namespace {config.ns!r}: {', '.join(known)}."
+        if known
+        else f"Nothing in namespace {config.ns!r} has parked a record yet."
+    )
+    raise ProjectionError(
+        f"no dead-letter topic {topic}: {name!r} is not the name of a projection or pipeline "
+        "that has run here (its topic is created when it starts). "
+        f"{hint} Check the name (a projection's `name`, not its class) and --namespace."
+    )
+
+
 @dlq.command("list")
 @click.argument("projection")
 @click.option("--all", "show_all", is_flag=True, help="Include records already replayed.")
@@ -77,8 +104,12 @@ def _row(p: Parked) -> dict[str, object]:
 def list_(
     projection: str, show_all: bool, as_json: bool, bootstrap_servers: str, topic_prefix: str
 ) -> None:
-    """The records parked by PROJECTION (its name), oldest first."""
+    """The records parked by PROJECTION (its name, or a pipeline's), oldest first.
+
+    A name with no dead-letter topic is an error (exit 1) listing those that have one.
+    """
     config = kafka_config(bootstrap_servers, topic_prefix)
+    _require_dlq(config, projection)
     start = 0 if show_all else _replayed_up_to(config, projection)
     rows = [_row(p) for p in read_parked(config, projection, start)]
     if as_json:
@@ -90,7 +121,7 @@ def list_(
             str(r["dlqOffset"]),
             f"{r['topic']}[{r['partition']}]@{r['offset']}",
             str(r["key"]),
-            f"{r['errorType']}: {r['error']}"[:80],
+            _error_text(str(r["errorType"]), str(r["error"]))[:80],
             str(r["attempts"]),
             str(r["parkedAt"]),
         )
@@ -124,7 +155,8 @@ def replay(spec: str, database: str | None, bootstrap_servers: str, topic_prefix
             if p.value is None:
                 raise ProjectionError(f"{dlq_topic(config, name)}@{p.dlq_offset} has no value.")
             try:
-                event = RecordedEvent(decode(p.value), Position(p.topic, p.partition, p.offset))
+                position = Position(p.topic, p.partition, p.offset)
+                event = projection.event_for(decode(p.value), position)
                 if store is not None:
                     with store.transaction() as tx:
                         dispatch(projection, event, tx)

@@ -110,7 +110,15 @@ def _parse_time(value: str) -> datetime:
 @project.command()
 @click.argument("spec")
 @click.option("--from-beginning", is_flag=True, help="Rebuild from the first event (default).")
-@click.option("--from-time", "from_time", help="Rebuild from the events since this ISO time.")
+@click.option(
+    "--from-time",
+    "from_time",
+    metavar="ISO-TIME",
+    help="Rebuild from the events whose event time (the envelope's `timestamp`, when the "
+    "event happened, not when Kafka stored it) is at or after this time, e.g. "
+    "2024-05-01T00:00:00Z (no zone: UTC). The whole log is read: earlier events are "
+    "skipped, wherever they sit.",
+)
 @click.option("--yes", "-y", is_flag=True, help="Do not ask before emptying the read model.")
 @database_option
 @bootstrap_option
@@ -128,7 +136,8 @@ def replay(
 
     A SqlProjection's rows are emptied (its reset()) and its offsets rewound in the same
     transaction; other projections get their group's offsets rewound. Stop the running
-    members of the group first.
+    members of the group first. The progress bar counts offsets (transaction markers
+    occupy some); the summary counts events.
     """
     if from_beginning and from_time:
         raise click.UsageError("choose --from-beginning or --from-time, not both.")
@@ -138,11 +147,11 @@ def replay(
     if not yes:
         click.confirm(
             f"Rebuild {projection.describe()} from "
-            f"{since.isoformat() if since else 'the beginning'}?",
+            f"{'the events stamped since ' + since.isoformat() if since else 'the beginning'}?",
             abort=True,
         )
     topics = [config.topic(t) for t in projection.aggregate_types]
-    positions = start_offsets(config, topics, since)
+    positions = start_offsets(config, topics)
     total = sum(max(0, high - start) for start, high in positions.values())
     store = rewind(projection, config, {k: s for k, (s, _) in positions.items()}, database)
     console = Console(stderr=True)
@@ -150,6 +159,7 @@ def replay(
         TextColumn("[bold]{task.description}"),
         BarColumn(),
         MofNCompleteColumn(),
+        TextColumn("offsets"),
         TextColumn("{task.fields[rate]:>10,.0f} events/s"),
         TimeElapsedColumn(),
         TextColumn("ETA"),
@@ -161,17 +171,23 @@ def replay(
 
         def update(stats: RunStats) -> None:
             elapsed = max(1e-6, time.monotonic() - started)
-            progress.update(task, completed=stats.records, rate=stats.records / elapsed)
+            done = sum(
+                min(stats.positions.get(key, start), high) - start
+                for key, (start, high) in positions.items()
+            )
+            progress.update(task, completed=done, rate=stats.records / elapsed)
 
         runner = ProjectionRunner(
-            projection, config, database=store, until_caught_up=True, on_batch=update
+            projection, config, database=store, until_caught_up=True, on_batch=update, since=since
         )
         stats = _serve(runner)
-        progress.update(task, completed=max(stats.records, total))
+        progress.update(task, completed=total)
     elapsed = time.monotonic() - started
+    read = f"read {stats.records:,} events of {', '.join(topics)} into {projection.name}"
+    if since is not None:
+        read += f" (events stamped before {since.isoformat()} skipped)"
     console.print(
-        f"replayed {stats.records:,} events of {', '.join(topics)} into {projection.name} in "
-        f"{elapsed:.1f}s ({stats.records / max(elapsed, 1e-6):,.0f} events/s); "
+        f"{read} in {elapsed:.1f}s ({stats.records / max(elapsed, 1e-6):,.0f} events/s); "
         f"{stats.parked} parked in the dead-letter topic"
     )
 

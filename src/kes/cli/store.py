@@ -13,9 +13,10 @@ from rich.table import Table
 
 from kes.cli.options import bootstrap_option, json_option, kafka_config, prefix_option
 from kes.envelope import RecordedEvent
+from kes.errors import AggregateNotFoundError, StoreUnavailableError
 from kes.kafka.config import KafkaConfig
 from kes.kafka.consume import watermarks
-from kes.kafka.topics import KINDS, Topics, kinds_table
+from kes.kafka.topics import KINDS, TopicInfo, Topics, kinds_table
 from kes.store.kafka import KafkaEventStore, rebuild_index
 
 
@@ -86,6 +87,25 @@ def events() -> None:
     """Read events from Kafka."""
 
 
+def _event_topic(config: KafkaConfig, aggregate_type: str) -> TopicInfo:
+    """The event topic of ``aggregate_type``; an unknown type is an error naming the known."""
+    topics = Topics(config)
+    info = topics.describe(config.topic(aggregate_type))
+    if info is not None:
+        return info
+    known = topics.aggregate_types()
+    hint = (
+        f"Aggregate types in namespace {config.ns!r}: {', '.join(known)}."
+        if known
+        else f"Namespace {config.ns!r} has no event topics at all."
+    )
+    raise AggregateNotFoundError(
+        f"no aggregate type {aggregate_type!r}: topic {config.topic(aggregate_type)} does not "
+        f"exist at {config.bootstrap_servers}. {hint} Check the spelling, and --namespace "
+        "(KES_NAMESPACE) or --topic-prefix (KES_TOPIC_PREFIX)."
+    )
+
+
 def _print_events(evs: list[RecordedEvent], as_json: bool, title: str) -> None:
     if as_json:
         click.echo(json.dumps([_event_dict(e) for e in evs], indent=2))
@@ -136,13 +156,31 @@ def read_events(
     topic_prefix: str,
     as_json: bool,
 ) -> None:
-    """Print one aggregate's events (asks the writer that owns it for their offsets)."""
+    """Print one aggregate's events (asks the writer that owns it for their offsets).
+
+    An unknown aggregate type or id is an error (exit 1).
+    """
     config = kafka_config(bootstrap_servers, topic_prefix, request_timeout_s=timeout)
+    _event_topic(config, aggregate_type)
     with KafkaEventStore(config, role="client") as store:
         if scan:
             evs = store.scan_stream(aggregate_type, aggregate_id, from_version, to_version)
         else:
-            evs = store.read_stream(aggregate_type, aggregate_id, from_version, to_version)
+            try:
+                evs = store.read_stream(aggregate_type, aggregate_id, from_version, to_version)
+            except StoreUnavailableError as exc:
+                raise StoreUnavailableError(
+                    f"{exc} Nothing was changed (this was a read). Add --scan to read the "
+                    "aggregate's partition directly, with no writer.",
+                    "not_written",
+                ) from exc
+        if not evs and from_version == 1:
+            how = "reading its whole partition" if scan else "asking its writer"
+            raise AggregateNotFoundError(
+                f"{aggregate_type} {aggregate_id!r} has no events ({how} in "
+                f"{config.topic(aggregate_type)}). Check the id; `kes events tail "
+                f"{aggregate_type} --from-beginning` lists the events of every id."
+            )
     _print_events(evs, as_json, f"{aggregate_type} {aggregate_id}")
 
 
@@ -159,15 +197,20 @@ def tail_events(
     bootstrap_servers: str,
     topic_prefix: str,
 ) -> None:
-    """Follow the events of one aggregate type as JSON lines (Ctrl-C stops)."""
+    """Follow the events of one aggregate type as JSON lines (Ctrl-C stops).
+
+    An unknown aggregate type is an error (exit 1): it would never print anything.
+    """
     config = kafka_config(bootstrap_servers, topic_prefix)
+    info = _event_topic(config, aggregate_type)
+    positions = None if from_beginning else _ends(config, info.name, info.partitions)
+    click.echo(
+        f"following {info.name} ({info.partitions} partitions) from "
+        f"{'the first event' if from_beginning else 'the end'}; Ctrl-C stops.",
+        err=True,
+    )
     store = KafkaEventStore(config, role="client")
     stop = threading.Event()
-    positions = None
-    if not from_beginning:
-        info = store.topics.describe(config.topic(aggregate_type))
-        if info is not None:
-            positions = _ends(config, info.name, info.partitions)
     seen = 0
     try:
         for e in store.subscribe(aggregate_type, positions, stop=stop):

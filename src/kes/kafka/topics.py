@@ -306,20 +306,26 @@ class Topics:
             )
         return info
 
-    def event_topics(self) -> list[TopicInfo]:
-        """The event topics of this namespace (derived and request topics left out)."""
+    def names(self, prefix: str = "") -> list[str]:
+        """The names of the topics that start with ``prefix``, sorted."""
         with kafka_errors("listing topics"):
             md = self.admin.list_topics(timeout=10)
+        return sorted(n for n in md.topics if n.startswith(prefix))
+
+    def aggregate_types(self) -> list[str]:
+        """The aggregate types that have an event topic in this namespace."""
         prefix = self.config.events_prefix
         # <prefix><AggregateType>: aggregate types hold no dots, so derived per-event-type
         # topics (<prefix>User.UserCreated) and request topics are left out.
-        names = sorted(
-            n
-            for n in md.topics
-            if n.startswith(prefix)
-            and not n.endswith(REQUEST_SUFFIX)
-            and "." not in n[len(prefix) :]
-        )
+        return [
+            n[len(prefix) :]
+            for n in self.names(prefix)
+            if not n.endswith(REQUEST_SUFFIX) and "." not in n[len(prefix) :]
+        ]
+
+    def event_topics(self) -> list[TopicInfo]:
+        """The event topics of this namespace (derived and request topics left out)."""
+        names = [self.config.topic(t) for t in self.aggregate_types()]
         return [i for n in names if (i := self.describe(n)) is not None]
 
     def delete(self, names: list[str], timeout: float = 30) -> None:

@@ -11,7 +11,13 @@ from kes.projections.derived import EventTypeTopics, derived_topic, event_type_t
 from kes.projections.dlq import Parked, dlq_topic, read_parked
 from kes.projections.errors import CheckpointConflictError, ProjectionError
 from kes.projections.processor import Output
-from kes.projections.projection import Guarantee, KafkaProcessor, Projection, SqlProjection
+from kes.projections.projection import (
+    Guarantee,
+    KafkaProcessor,
+    Projection,
+    ProjectionEvent,
+    SqlProjection,
+)
 from kes.projections.runner import ProjectionRunner, RunStats
 
 __all__ = [
@@ -25,6 +31,7 @@ __all__ = [
     "PostgresCheckpointStore",
     "Projection",
     "ProjectionError",
+    "ProjectionEvent",
     "ProjectionRunner",
     "RunStats",
     "SqlProjection",

@@ -7,7 +7,6 @@ import dataclasses
 import signal
 import time
 from dataclasses import dataclass
-from datetime import datetime
 from typing import Any
 
 from confluent_kafka import (
@@ -117,16 +116,18 @@ def group_status(
     }
     committed = {(tp.topic, tp.partition): tp.offset for tp in offsets if tp.offset >= 0}
     if must_exist and not members and not committed and database is None:
-        raise ProjectionError(_no_group(admin, group))
+        raise ProjectionError(_no_group(config, admin, group))
     source = "kafka"
     if database is not None:
-        store = open_checkpoints(database)
-        try:
-            with store.transaction() as tx:
-                committed = store.load(tx, checkpoint_name or group)
-        finally:
-            store.close()
-        source = store.url
+        name = checkpoint_name or group
+        stored, known, source = _stored_offsets(database, name)
+        if must_exist and not stored and not members and not committed:
+            hint = f" Projections with offsets there: {', '.join(known)}." if known else ""
+            raise ProjectionError(
+                f"projection {name!r} has no offsets in {source} and its consumer group "
+                f"{group!r} no member and no position: a wrong name or database?{hint}"
+            )
+        committed = stored
     topics = {t for t, _ in committed}
     if aggregate_types:
         topics |= {config.topic(t) for t in aggregate_types}
@@ -152,16 +153,51 @@ def group_status(
     return GroupStatus(group, state, len(members), source, rows)
 
 
-def _no_group(admin: Any, group: str) -> str:
+def _stored_offsets(database: str, name: str) -> tuple[dict[tuple[str, int], int], list[str], str]:
+    """The offsets ``database`` holds for projection ``name``, every name it holds offsets
+    of, and its URL."""
+    store = open_checkpoints(database)
+    try:
+        with store.transaction() as tx:
+            try:
+                return store.load(tx, name), store.projections(tx), store.url
+            except Exception as exc:  # the driver's own error: no kes_offsets table
+                raise ProjectionError(
+                    f"{store.url} holds no projection offsets ({exc}); is it the read "
+                    "model's database?"
+                ) from exc
+    finally:
+        store.close()
+
+
+def _no_group(config: KafkaConfig, admin: Any, group: str) -> str:
     try:
         listed = admin.list_consumer_groups().result(timeout=10)
-        known = sorted(g.group_id for g in listed.valid if not g.group_id.startswith("kes-"))
+        known = _projection_names(config, [g.group_id for g in listed.valid])
     except Exception:  # only for the hint
         known = []
-    hint = f" Groups on this cluster: {', '.join(known[:15])}." if known else ""
+    hint = (
+        f" Consumer groups of projections and pipelines in namespace {config.ns!r}: "
+        f"{', '.join(known[:20])}{', ...' if len(known) > 20 else ''}."
+        if known
+        else f" Namespace {config.ns!r} has no projection groups."
+    )
     return (
         f"consumer group {group!r} does not exist (no member, no committed position). Check "
-        f"the projection's name and the namespace (KES_NAMESPACE).{hint}"
+        f"the projection's name (its `name`, not its class) and the namespace (--namespace, "
+        f"KES_NAMESPACE).{hint}"
+    )
+
+
+def _projection_names(config: KafkaConfig, groups: list[str]) -> list[str]:
+    """The names, as ``kes project status`` takes them, of the groups in ``config``'s
+    namespace that are not kes's own (writers, dead-letter replays, clients)."""
+    own = tuple(f"{config.ns}.{part}." for part in ("writers", "dlq-replay"))
+    prefix = config.group_id("")  # "" in the default namespace, else "<namespace>."
+    return sorted(
+        g[len(prefix) :]
+        for g in groups
+        if g.startswith(prefix) and not g.startswith(("kes-", *own))
     )
 
 
@@ -181,30 +217,21 @@ def _records_between(consumer: Consumer, topic: str, partition: int, start: int,
 # ---- replay ---------------------------------------------------------------------------------
 
 
-def start_offsets(
-    config: KafkaConfig, topics: list[str], from_time: datetime | None
-) -> dict[tuple[str, int], tuple[int, int]]:
-    """Per partition: (offset to start from, high watermark now)."""
-    consumer = reader(config)
+def start_offsets(config: KafkaConfig, topics: list[str]) -> dict[tuple[str, int], tuple[int, int]]:
+    """Per partition of ``topics``: (its first offset, its high watermark now).
+
+    A replay always starts there: even one ``--from-time`` must read the whole log, since
+    an event stamped after that time (``NewEvent(timestamp=...)`` sets any time) can sit
+    anywhere in it; the runner's ``since`` skips the earlier ones.
+    """
     admin = Topics(config)
     out: dict[tuple[str, int], tuple[int, int]] = {}
-    try:
-        for topic in topics:
-            info = admin.describe(topic)
-            if info is None:
-                continue
-            for p in range(info.partitions):
-                out[(topic, p)] = watermarks(config, topic, p)
-            if from_time is not None:
-                ms = int(from_time.timestamp() * 1000)
-                tps = [TopicPartition(topic, p, ms) for p in range(info.partitions)]
-                with kafka_errors(f"finding the offsets of {topic} at {from_time}"):
-                    found = consumer.offsets_for_times(tps, timeout=10)
-                for tp in found:
-                    high = out[(topic, tp.partition)][1]
-                    out[(topic, tp.partition)] = (high if tp.offset < 0 else tp.offset, high)
-    finally:
-        consumer.close()
+    for topic in topics:
+        info = admin.describe(topic)
+        if info is None:
+            continue
+        for p in range(info.partitions):
+            out[(topic, p)] = watermarks(config, topic, p)
     return out
 
 

@@ -121,6 +121,11 @@ class CheckpointStore(abc.ABC):
         )
         return {(str(t), int(p)): int(o) for t, p, o in rows}
 
+    def projections(self, tx: Tx) -> list[str]:
+        """The names of the projections that have offsets here."""
+        rows = tx.query("SELECT DISTINCT projection FROM kes_offsets ORDER BY projection")
+        return [str(name) for (name,) in rows]
+
     def advance(
         self,
         tx: Tx,

@@ -5,27 +5,41 @@ from __future__ import annotations
 
 import logging
 import time
-from collections.abc import Callable
+from datetime import datetime
 
 import msgspec
 from confluent_kafka import Consumer, KafkaException, Message, TopicPartition
 
-from kes.envelope import Position, RecordedEvent, decode
+from kes.domain import UnknownEventError
+from kes.envelope import Position, decode
 from kes.projections.dlq import DeadLetters
-from kes.projections.projection import Projection, dispatch
+from kes.projections.projection import Projection, ProjectionEvent
 
 log = logging.getLogger("kes.projections")
 
 Key = tuple[str, int]
-DECODE_ERRORS = (msgspec.DecodeError, msgspec.ValidationError, TypeError, UnicodeDecodeError)
+# A record that raises one of these cannot be handled, however often it is tried: not a
+# kes event, or one its aggregate class cannot upcast (no upcaster, a newer version).
+UNREADABLE = (
+    msgspec.DecodeError,
+    msgspec.ValidationError,
+    TypeError,
+    UnicodeDecodeError,
+    UnknownEventError,
+)
 
 
 class Strategy:
-    """One processing guarantee: what happens on assignment, per batch, on revocation."""
+    """One processing guarantee: what happens on assignment, per batch, on revocation.
+
+    ``since``: events stamped (event time) before it are skipped, not handled; a replay
+    ``--from-time`` sets it.
+    """
 
     def __init__(self, projection: Projection, dead_letters: DeadLetters) -> None:
         self.projection = projection
         self.dead_letters = dead_letters
+        self.since: datetime | None = None
 
     def assigned(self, consumer: Consumer, partitions: list[TopicPartition]) -> None:
         """Set ``tp.offset`` where to start (left unset: the group's committed offset)."""
@@ -40,8 +54,18 @@ class Strategy:
         """Before the consumer leaves the group."""
 
 
-def recorded(msg: Message) -> RecordedEvent:
-    return RecordedEvent(decode(msg.value()), Position(msg.topic(), msg.partition(), msg.offset()))
+def to_event(
+    projection: Projection, msg: Message, since: datetime | None = None
+) -> ProjectionEvent | None:
+    """What ``projection``'s handler receives for ``msg`` (decoded, upcast), or None when
+    it has no handler for the event's type or the event was stamped before ``since``.
+    Raises one of ``UNREADABLE`` when that cannot be done."""
+    envelope = decode(msg.value())
+    if envelope.event_type not in projection.handlers:
+        return None
+    if since is not None and envelope.timestamp < since:
+        return None
+    return projection.event_for(envelope, Position(msg.topic(), msg.partition(), msg.offset()))
 
 
 def where(msg: Message) -> str:
@@ -56,23 +80,27 @@ def handle_or_park(
     projection: Projection,
     dead_letters: DeadLetters,
     msg: Message,
-    call: Callable[[RecordedEvent], None],
     attempt: int = 1,
+    since: datetime | None = None,
 ) -> bool:
     """Decode and handle ``msg``, retrying a failing handler with backoff; after the last
-    attempt park it in the dead-letter topic. True when handled, False when parked.
+    attempt park it in the dead-letter topic. True when handled (or skipped), False
+    when parked.
 
-    An undecodable record is parked at once: decoding the same bytes again cannot succeed.
+    An unreadable record is parked at once: reading the same bytes again cannot succeed.
     """
     try:
-        event = recorded(msg)
-    except DECODE_ERRORS as exc:
-        log.warning("%s: %s cannot be decoded (%s); parked", projection.name, where(msg), exc)
+        event = to_event(projection, msg, since)
+    except UNREADABLE as exc:
+        log.warning("%s: %s cannot be read (%s); parked", projection.name, where(msg), exc)
         dead_letters.park(msg, exc, 1)
         return False
+    if event is None:
+        return True
+    handler = projection.handlers[event.event_type]
     while True:
         try:
-            call(event)
+            handler(event)
             return True
         except Exception as exc:
             if attempt >= projection.max_attempts:
@@ -104,29 +132,30 @@ def as_tps(offsets: dict[Key, int]) -> list[TopicPartition]:
 
 
 def handle_batch(
-    projection: Projection, dead_letters: DeadLetters, records: list[Message]
+    projection: Projection,
+    dead_letters: DeadLetters,
+    records: list[Message],
+    since: datetime | None = None,
 ) -> dict[Key, int]:
     """Handle ``records`` in order (the fast path: a failure falls back to retries);
     returns the offset after the last record of each partition."""
     handlers = projection.handlers
     offsets: dict[Key, int] = {}
     for msg in records:
-        offset = msg.offset()
-        offsets[(msg.topic(), msg.partition())] = offset + 1
+        offsets[(msg.topic(), msg.partition())] = msg.offset() + 1
         try:
-            envelope = decode(msg.value())
-        except DECODE_ERRORS:
-            handle_or_park(projection, dead_letters, msg, lambda e: dispatch(projection, e))
+            event = to_event(projection, msg, since)
+        except UNREADABLE:
+            handle_or_park(projection, dead_letters, msg)
             continue
-        handler = handlers.get(envelope.event_type)
-        if handler is None:
+        if event is None:
             continue
         try:
-            handler(RecordedEvent(envelope, Position(msg.topic(), msg.partition(), offset)))
+            handlers[event.event_type](event)
         except Exception as exc:
             log.warning("%s: %s failed (%r); retrying", projection.name, where(msg), exc)
             backoff(projection, 1)
-            handle_or_park(projection, dead_letters, msg, lambda e: dispatch(projection, e), 2)
+            handle_or_park(projection, dead_letters, msg, 2, since)
     return offsets
 
 
@@ -142,7 +171,7 @@ class AtMostOnce(Strategy):
             # time on the new owner. Drop the batch; the owner starts at the last commit.
             log.warning("%s: commit refused (%s); batch not handled", self.projection.name, exc)
             return
-        handle_batch(self.projection, self.dead_letters, records)
+        handle_batch(self.projection, self.dead_letters, records, self.since)
 
 
 class AtLeastOnce(Strategy):
@@ -154,7 +183,7 @@ class AtLeastOnce(Strategy):
         self.done: dict[Key, int] = {}
 
     def process(self, consumer: Consumer, records: list[Message]) -> None:
-        offsets = handle_batch(self.projection, self.dead_letters, records)
+        offsets = handle_batch(self.projection, self.dead_letters, records, self.since)
         self.done.update(offsets)
         try:
             consumer.commit(offsets=as_tps(offsets), asynchronous=True)

@@ -1,9 +1,13 @@
 """Projections: read models fed by one consumer group each.
 
-A projection names its group (``name``), the aggregate types it reads, and its
+A projection names its group (``name``), the aggregates it reads, and its
 ``processing_guarantee``. Handlers are methods named after the event type they
 handle: ``on_UserCreated``. Events of types with no handler are skipped (their
 offsets still advance).
+
+A handler receives a :class:`ProjectionEvent`: the recorded event with its payload
+brought up to the current schema version by the upcasters of the aggregate classes
+listed in ``aggregates``, exactly as ``Repository.get`` and pipelines do.
 """
 
 from __future__ import annotations
@@ -11,7 +15,10 @@ from __future__ import annotations
 from collections.abc import Callable, Iterable
 from typing import Any, ClassVar, Literal, get_args
 
-from kes.envelope import RecordedEvent
+import msgspec
+
+from kes.domain import Aggregate
+from kes.envelope import Envelope, Position, RecordedEvent
 from kes.kafka.config import KafkaConfig
 from kes.projections.errors import ProjectionError
 
@@ -22,15 +29,46 @@ HANDLER_PREFIX = "on_"
 Handler = Callable[..., None]
 
 
+class ProjectionEvent(RecordedEvent, frozen=True):
+    """What a handler receives: the recorded event, its ``payload`` upcast to the
+    current schema version of its event class (``schema_version`` says which).
+
+    ``payload`` is the JSON object as written: top-level keys are the payload class's
+    field names in camelCase (``amount_cents`` -> ``"amountCents"``), and a field whose
+    value is a dict keeps that dict's keys as the command passed them. ``data`` is the
+    same payload as the event class's payload struct, with the Python field names
+    (``event.data.amount_cents``); it is built on each access.
+    """
+
+    payload_type: Any = None  # the payload class, when the projection knows the aggregate
+
+    @property
+    def data(self) -> Any:
+        """The payload as an instance of its event class's payload struct."""
+        if self.payload_type is None:
+            raise ProjectionError(
+                f"event {self.event_type} of {self.aggregate_type} has no payload class: list "
+                f"the aggregate class in the projection's `aggregates` (e.g. `aggregates = "
+                f"({self.aggregate_type},)`) to get typed payloads, or read `event.payload`."
+            )
+        return msgspec.convert(self.payload, self.payload_type, str_keys=True)
+
+
 class Projection:
     """A read model with side effects of its own: ``on_<EventType>(self, event)``.
 
     ``at_least_once`` (default) handles a batch, then commits its offsets to Kafka;
     ``at_most_once`` commits first. For ``exactly_once`` use :class:`SqlProjection`
     (offsets in the read model's own database) or :class:`KafkaProcessor`.
+
+    ``aggregates`` are the aggregate classes read: their types' topics are consumed and
+    their upcasters bring old events to the current schema version before a handler
+    sees them. ``aggregate_types`` names further types read as written (no class, no
+    upcasting); it defaults to the types of ``aggregates``.
     """
 
     name: ClassVar[str] = ""
+    aggregates: ClassVar[tuple[type[Aggregate], ...]] = ()
     aggregate_types: ClassVar[tuple[str, ...]] = ()
     processing_guarantee: ClassVar[Guarantee] = "at_least_once"
     #: attempts of a failing handler before the record is parked in the dead-letter topic
@@ -41,6 +79,13 @@ class Projection:
 
     def __init_subclass__(cls, **kwargs: Any) -> None:
         super().__init_subclass__(**kwargs)
+        own = vars(cls)
+        classes = own.get("aggregates")
+        if isinstance(classes, tuple | list) and all(_is_aggregate(a) for a in classes):
+            named = own.get("aggregate_types", ())
+            if not isinstance(named, str):  # else check_definition says what is wrong
+                read = [*named, *(a.aggregate_type for a in classes)]
+                cls.aggregate_types = tuple(dict.fromkeys(read))
         cls._handler_names = {
             attr[len(HANDLER_PREFIX) :]: attr
             for attr in dir(cls)
@@ -52,6 +97,30 @@ class Projection:
         self.handlers: dict[str, Handler] = {
             event_type: getattr(self, attr) for event_type, attr in self._handler_names.items()
         }
+        self._classes: dict[str, type[Aggregate]] = {a.aggregate_type: a for a in self.aggregates}
+        self._payload_types: dict[tuple[str, str], type[msgspec.Struct]] = {
+            (a.aggregate_type, event_type): payload
+            for a in self.aggregates
+            for event_type, payload in a.event_types().items()
+        }
+
+    def event_for(self, envelope: Envelope, position: Position) -> ProjectionEvent:
+        """The event a handler receives for ``envelope``: upcast by its aggregate class.
+
+        Raises UnknownEventError when it cannot be upcast (no upcaster, or a schema
+        version newer than the class): handling it again cannot succeed.
+        """
+        cls = self._classes.get(envelope.aggregate_type)
+        if cls is not None:
+            payload, version = cls.upcast(
+                envelope.event_type, envelope.schema_version, envelope.payload
+            )
+            if version != envelope.schema_version:
+                envelope = msgspec.structs.replace(
+                    envelope, payload=payload, schema_version=version
+                )
+        payload_type = self._payload_types.get((envelope.aggregate_type, envelope.event_type))
+        return ProjectionEvent(envelope, position, payload_type)
 
     @property
     def event_types(self) -> list[str]:
@@ -112,10 +181,18 @@ def check_definition(cls: type[Projection]) -> None:
         raise ProjectionError(
             f'{where} has no name; set `name = "..."` (it is the consumer group id).'
         )
+    if not isinstance(cls.aggregates, tuple | list) or not all(
+        _is_aggregate(a) for a in cls.aggregates
+    ):
+        raise ProjectionError(
+            f"{where}.aggregates is {cls.aggregates!r}; set a tuple of Aggregate classes, "
+            "e.g. `aggregates = (User,)`."
+        )
     if not cls.aggregate_types or isinstance(cls.aggregate_types, str):
         raise ProjectionError(
-            f"{where}.aggregate_types is {cls.aggregate_types!r}; set a tuple of aggregate "
-            'types to read, e.g. `aggregate_types = ("User",)`.'
+            f"{where} reads nothing: aggregates is {cls.aggregates!r} and aggregate_types "
+            f"{cls.aggregate_types!r}. Set the aggregate classes it reads, e.g. "
+            '`aggregates = (User,)` (or type names: `aggregate_types = ("User",)`).'
         )
     g = cls.processing_guarantee
     if g not in GUARANTEES:
@@ -139,7 +216,12 @@ def check_definition(cls: type[Projection]) -> None:
         raise ProjectionError(f"{where}.max_attempts must be >= 1, got {cls.max_attempts}.")
 
 
+def _is_aggregate(value: object) -> bool:
+    return isinstance(value, type) and issubclass(value, Aggregate)
+
+
 def dispatch(projection: Projection, event: RecordedEvent, *args: Any) -> None:
+    """Hand ``event`` to the projection's handler of its type, if it has one."""
     handler = projection.handlers.get(event.event_type)
     if handler is not None:
         handler(event, *args)

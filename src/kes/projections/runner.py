@@ -13,6 +13,7 @@ import threading
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
+from datetime import datetime
 
 from confluent_kafka import Consumer, KafkaError, KafkaException, Message, TopicPartition
 
@@ -35,13 +36,15 @@ DB_ENV = "KES_PROJECTION_DB"
 
 @dataclass
 class RunStats:
-    """What a run did so far."""
+    """What a run did so far: ``records`` read (events, handled or skipped),
+    ``positions`` the next offset to read per partition."""
 
     records: int = 0
     parked: int = 0
     batches: int = 0
     started: float = field(default_factory=time.monotonic)
     assigned: set[Key] = field(default_factory=set)
+    positions: dict[Key, int] = field(default_factory=dict)
 
     @property
     def seconds(self) -> float:
@@ -54,7 +57,11 @@ def database_url(projection: SqlProjection, database: str | None) -> str:
 
 class ProjectionRunner:
     """Feeds ``projection`` from its consumer group until :meth:`stop` (or, with
-    ``until_caught_up``, until every partition is read to its end)."""
+    ``until_caught_up``, until every partition is read to its end).
+
+    ``since`` skips events whose event time (the envelope's ``timestamp``) is before
+    it: they are read, their offsets advance, no handler sees them.
+    """
 
     def __init__(
         self,
@@ -67,7 +74,10 @@ class ProjectionRunner:
         poll_timeout_s: float = 0.5,
         on_batch: Callable[[RunStats], None] | None = None,
         on_assignment: Callable[[set[Key]], None] | None = None,
+        since: datetime | None = None,
     ) -> None:
+        if since is not None and since.tzinfo is None:
+            raise ProjectionError(f"since must be timezone-aware, got {since!r}.")
         self.projection = projection
         self.config = config or KafkaConfig.from_env()
         self.until_caught_up = until_caught_up
@@ -84,6 +94,7 @@ class ProjectionRunner:
         self.partition_count = sum(i.partitions for i in infos)
         self.checkpoints: CheckpointStore | None = None
         self.strategy = self._strategy(database)
+        self.strategy.since = since
 
     def _strategy(self, database: str | CheckpointStore | None) -> Strategy:
         p = self.projection
@@ -158,6 +169,9 @@ class ProjectionRunner:
                     self.strategy.process(consumer, records)
                     self.stats.records += len(records)
                     self.stats.batches += 1
+                    positions = self.stats.positions
+                    for m in records:
+                        positions[(m.topic(), m.partition())] = m.offset() + 1
                     if self.on_batch is not None:
                         self.on_batch(self.stats)
                 if self.until_caught_up and self._caught_up():

@@ -18,13 +18,13 @@ from kes.projections.checkpoints import CheckpointStore, Tx
 from kes.projections.dlq import DeadLetters
 from kes.projections.errors import CheckpointConflictError
 from kes.projections.guarantees import (
-    DECODE_ERRORS,
+    UNREADABLE,
     Key,
     Strategy,
     as_tps,
     backoff,
     next_offsets,
-    recorded,
+    to_event,
     where,
 )
 from kes.projections.projection import SqlProjection, dispatch
@@ -121,9 +121,11 @@ class SqlExactlyOnce(Strategy):
         projection = self.projection
         for i, msg in enumerate(records):
             try:
-                event = recorded(msg)
-            except DECODE_ERRORS as exc:
+                event = to_event(projection, msg, self.since)
+            except UNREADABLE as exc:
                 raise _Poison(i, exc) from exc
+            if event is None:
+                continue
             try:
                 dispatch(projection, event, tx)
             except Exception as exc:
@@ -146,7 +148,7 @@ class SqlExactlyOnce(Strategy):
         """Handle one record alone, retrying; park it after the last attempt. The offset
         advance past it commits in the database either way. False on a conflict."""
         attempt = 1
-        if not isinstance(error, DECODE_ERRORS):
+        if not isinstance(error, UNREADABLE):
             while attempt < self.projection.max_attempts:
                 backoff(self.projection, attempt)
                 attempt += 1

@@ -44,6 +44,7 @@ from kes.errors import InvalidInputError
 from kes.kafka.config import KafkaConfig
 from kes.kafka.topics import LATE, OUTPUTS, Topics
 from kes.projections import dlq
+from kes.streams.alignment import read_in_append_order
 from kes.streams.reporting import dead_letter_filter, late_reporter
 from kes.streams.source import (
     EventDeserializer,
@@ -72,6 +73,13 @@ class Pipeline:
     sources, steps and outputs; ``kes stream run MODULE:NAME`` runs it.
 
     ``aggregates`` are the classes whose upcasters apply to what the sources read.
+
+    ``in_append_order``: read all partitions merged in the order their records were
+    appended, as a pipeline running all along would have, instead of what each fetch
+    brings, partition after partition. Set it for a pipeline started on a backlog: its
+    windows then count the history as they would have live (docs/streams.md, "Event
+    time, grace and a backlog"). Live it adds latency: each partition's next records
+    are awaited.
     """
 
     def __init__(
@@ -81,6 +89,7 @@ class Pipeline:
         *,
         aggregates: Iterable[type[Aggregate]] = (),
         commit_interval_s: float = 1.0,
+        in_append_order: bool = False,
     ) -> None:
         if not _NAME.match(name):
             raise InvalidInputError(
@@ -91,6 +100,7 @@ class Pipeline:
         self.build = build
         self.aggregates = tuple(aggregates)
         self.commit_interval_s = commit_interval_s
+        self.in_append_order = in_append_order
 
     def group(self, config: KafkaConfig) -> str:
         """The consumer group (Quix names the pipeline's internal topics after it)."""
@@ -139,7 +149,10 @@ class Pipeline:
             },
         }
         options.update(quix_options)
-        streams = Streams(self, Application(**options), config)
+        app = Application(**options)
+        if self.in_append_order:
+            read_in_append_order(app)
+        streams = Streams(self, app, config)
         self.build(streams)
         return streams
 

@@ -26,6 +26,7 @@ from kes import (
     InvalidInputError,
     NewEvent,
     SerializationError,
+    StreamExistsError,
 )
 
 
@@ -64,6 +65,16 @@ class EventStoreContract:
             store.append("User", "b", [ev()], 5)
         assert store.stream_version("User", "b") == 1
         assert len(store.read_stream("User", "b")) == 1
+
+    def test_creating_an_existing_stream_says_it_exists_not_retry(self, store: EventStore) -> None:
+        store.append("User", "exists", [ev()], NO_STREAM)
+        with pytest.raises(StreamExistsError) as info:
+            store.append("User", "exists", [ev()], NO_STREAM)
+        message = str(info.value)
+        assert "'exists' already exists" in message and "cannot succeed" in message
+        assert "retry the command" not in message
+        assert isinstance(info.value, ConcurrencyError) and info.value.actual == 1
+        assert store.stream_version("User", "exists") == 1
 
     def test_any_appends_whatever_the_version(self, store: EventStore) -> None:
         store.append("User", "c", [ev()], ANY)
