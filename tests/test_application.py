@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 from datetime import UTC, datetime, timedelta
+from typing import Any
 
 import msgspec
 import pytest
@@ -203,8 +204,19 @@ def test_snapshots_are_taken_every_n_events_and_used_for_loads(store: MemoryEven
     assert snaps.puts == 2
     snap = snaps.get("User", "u1")
     assert snap is not None and snap.version == 4
-    fresh = Application(store, snapshots=snaps)
-    assert vars(fresh.get(User, "u1")) == vars(app.get(User, "u1"))
+    reads: list[int] = []
+    read_stream = store.read_stream
+
+    def counted(aggregate_type: str, aggregate_id: str, from_version: int = 1, *rest: Any) -> Any:
+        reads.append(from_version)
+        return read_stream(aggregate_type, aggregate_id, from_version, *rest)
+
+    fresh = Application(store, snapshots=snaps, cache_size=0)
+    with pytest.MonkeyPatch.context() as mp:
+        mp.setattr(store, "read_stream", counted)
+        loaded = fresh.get(User, "u1")
+    assert reads == [5], "the load replayed events the snapshot holds"
+    assert vars(loaded) == vars(app.get(User, "u1"))
     assert fresh.get(User, "u1", version=3).email == "e2@example.com"  # before the snapshot
     assert fresh.get(User, "u1", at=T0 + timedelta(minutes=2)).version == 2
 

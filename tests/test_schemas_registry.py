@@ -28,7 +28,6 @@ from kes.schemas import (
     payload_schema,
 )
 from kes.schemas.server import SchemaRegistryServer
-from kes.snapshots import MemorySnapshotStore, take_snapshot
 from kes.store.base import NO_STREAM
 
 pytestmark = pytest.mark.kafka
@@ -278,30 +277,6 @@ def test_v1_v2_v3_events_replay_into_current_aggregates(kafka_store: KafkaEventS
         "personId": "p1",
         "name": "Ada Lovelace",
     }
-
-
-def test_snapshot_of_another_class_version_is_ignored(kafka_store: KafkaEventStore) -> None:
-    snapshots = MemorySnapshotStore()
-    app = Application(kafka_store, snapshots=snapshots)
-    p = Person("s1", "Old", "State", "o@s.io")
-    app.save(p)
-    snap = take_snapshot(app.get(Person, "s1"))
-    assert snap.class_version == 2
-    # A snapshot written by an older class version, with state that would be wrong now:
-    stale = snap.__class__(
-        aggregate_type=snap.aggregate_type,
-        aggregate_id=snap.aggregate_id,
-        version=snap.version,
-        state={"fullName": "stale"},
-        class_version=1,
-        timestamp=snap.timestamp,
-    )
-    snapshots.put(stale)
-    fresh_app = Application(kafka_store, snapshots=snapshots)
-    loaded = fresh_app.get(Person, "s1")
-    assert loaded.first_name == "Old" and not hasattr(loaded, "fullName")
-    snapshots.put(snap)  # the current class version is used
-    assert Application(kafka_store, snapshots=snapshots).get(Person, "s1").email == "o@s.io"
 
 
 class Shipment(Aggregate, id_field="shipment_id"):
