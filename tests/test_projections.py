@@ -10,7 +10,7 @@ from collections import defaultdict
 from pathlib import Path
 
 import pytest
-from confluent_kafka import Producer
+from confluent_kafka import Consumer, Producer, TopicPartition
 
 from kes import ANY, NewEvent
 from kes.projections import (
@@ -99,6 +99,16 @@ def test_exactly_once_sql_projection_catches_up_and_restarts_where_the_db_says(
     assert sqlite_totals(db) == expected_totals(kafka_config, "Acct")
     for i in range(15):
         append(kafka_store, "Acct", f"a{i % 3}", "Added", amount=1000 + i)
+    # Make the group's own offsets in Kafka say "start over": only the database's
+    # positions can explain reading just the 15 new events.
+    group = kafka_config.group_id(proj.name)
+    rewind = Consumer({"bootstrap.servers": kafka_config.bootstrap_servers, "group.id": group})
+    topic = kafka_config.topic("Acct")
+    rewind.commit(
+        offsets=[TopicPartition(topic, p, 0) for p in range(kafka_config.partitions)],
+        asynchronous=False,
+    )
+    rewind.close()
     stats = ProjectionRunner(proj(), kafka_config, database=str(db), until_caught_up=True).run()
     assert stats.records == 15  # only the new ones: the offsets came from the database
     assert sqlite_totals(db) == expected_totals(kafka_config, "Acct")
@@ -213,14 +223,22 @@ def test_derived_records_keep_the_source_bytes_and_headers(
     assert json.loads(src[1])["eventType"] == "Added"
 
 
-def test_runner_stops_on_request(kafka_config: KafkaConfig, unique: str, tmp_path: Path) -> None:
+def test_runner_stops_on_request(
+    kafka_config: KafkaConfig, kafka_store: KafkaEventStore, unique: str, tmp_path: Path
+) -> None:
+    for i in range(5):
+        append(kafka_store, "Acct", f"a{i}", "Added", amount=i)
+    handled = threading.Event()
     runner = ProjectionRunner(
         applied_class(f"{unique}.stop", "Acct", str(tmp_path / "a.db"), "at_most_once")(),
         kafka_config,
         poll_timeout_s=0.1,
+        on_batch=lambda stats: handled.set(),
     )
     t = threading.Thread(target=runner.run)
     t.start()
+    assert handled.wait(60), "the projection never handled a batch"  # demonstrably running
     runner.stop()
     t.join(30)
-    assert not t.is_alive()
+    assert not t.is_alive(), "the runner did not stop"
+    assert runner.stats.records == 5
