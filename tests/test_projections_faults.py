@@ -54,29 +54,38 @@ class Appender:
     def __init__(self, store: KafkaEventStore, aggregates: int = 25, pause_s: float = 0.004):
         self.store, self.aggregates, self.pause_s = store, aggregates, pause_s
         self.count = 0
+        self.failure: BaseException | None = None
         self._stop = threading.Event()
         self._thread = threading.Thread(target=self._run, daemon=True)
         self._thread.start()
 
     def _run(self) -> None:
         rnd = random.Random(7)
-        while not self._stop.is_set():
-            agg = f"a{rnd.randrange(self.aggregates)}"
-            event = NewEvent(event_type="Added", payload={"amount": rnd.randrange(1, 100)})
-            self.store.append(TYPE, agg, [event], ANY)
-            self.count += 1
-            time.sleep(self.pause_s)
+        try:
+            while not self._stop.is_set():
+                agg = f"a{rnd.randrange(self.aggregates)}"
+                event = NewEvent(event_type="Added", payload={"amount": rnd.randrange(1, 100)})
+                self.store.append(TYPE, agg, [event], ANY)
+                self.count += 1
+                time.sleep(self.pause_s)
+        except BaseException as exc:  # surfaced by stop(): a dead appender fails the test
+            self.failure = exc
 
     def stop(self) -> int:
+        """Stop appending; the number of events appended. Raises what killed the thread."""
         self._stop.set()
         self._thread.join(60)
+        assert not self._thread.is_alive(), "the appender thread never stopped"
+        if self.failure is not None:
+            raise AssertionError(f"the appender died: {self.failure!r}") from self.failure
         return self.count
 
 
 def chaos(
     spawn: Callable[[], subprocess.Popen[bytes]], seconds: float, kills: int, seed: int = 1
 ) -> tuple[list[subprocess.Popen[bytes]], int]:
-    """Two processes; ``kills`` times, kill -9 one at random and start a replacement."""
+    """Two processes; ``kills`` times, kill -9 one at random and start a replacement.
+    Returns the processes and how many were really killed (alive until the SIGKILL)."""
     rnd = random.Random(seed)
     procs = [spawn(), spawn()]
     moments = sorted(rnd.uniform(3, seconds) for _ in range(kills))
@@ -85,10 +94,12 @@ def chaos(
     for at in moments:
         time.sleep(max(0.0, started + at - time.monotonic()))
         victim = rnd.choice(procs)
+        was_alive = victim.poll() is None
         os.kill(victim.pid, signal.SIGKILL)
         victim.wait(10)
+        if was_alive and victim.returncode == -signal.SIGKILL:
+            done += 1
         procs[procs.index(victim)] = spawn()
-        done += 1
     time.sleep(max(0.0, started + seconds - time.monotonic()))
     return procs, done
 
@@ -267,6 +278,8 @@ def test_kafka_offset_guarantees_hold_after_kill_9s(
         f"\n{guarantee}: {appended} events, {kills} kill -9s: {len(counts)} applied, "
         f"{duplicates} applied twice or more, {missing} never applied"
     )
+    assert appended >= 200 and len(ids) == appended, "too little was appended to prove much"
+    assert kills == KILLS, f"only {kills} of {KILLS} kill -9s hit a running projector"
     assert set(counts) <= ids
     if guarantee == "at_least_once":
         assert missing == 0
@@ -336,6 +349,7 @@ def test_three_processes_split_the_partitions_and_a_killed_ones_move(
             rows = reader.execute(f"SELECT aggregate_id, n, amount FROM {table}").fetchall()
             return {a: (n, s) for a, n, s in rows}
 
+        assert appended >= 100 and sum(n for n, _ in want.values()) == appended
         assert wait_until(lambda: read() == want, 60), "events lost or doubled"
         print(f"\nscale-out: {appended} events; pid {victim.pid} held {sorted(victim_parts)}")
     finally:
