@@ -7,6 +7,7 @@ from pathlib import Path
 from typing import Any
 
 from benchmarks.harness import Measure
+from benchmarks.targets import BATCHED_CELL
 
 
 def _err(ms: Sequence[Measure]) -> tuple[list[float], list[list[float]]]:
@@ -32,7 +33,7 @@ def plot(measures: Sequence[Measure], out: Path) -> list[str]:
         plt.close(fig)
         made.append(name)
 
-    app = [m for m in measures if m.workload == "append"]
+    app = [m for m in measures if m.workload == "append" and m.name == "conditional append"]
     if app:
         fig, axes = plt.subplots(1, 3, figsize=(13, 4), sharey=True)
         for ax, streams in zip(axes, ("hot", "uniform", "zipf"), strict=True):
@@ -132,18 +133,23 @@ def plot(measures: Sequence[Measure], out: Path) -> list[str]:
         if key == "baselines":
             ms, labels = [], []
             for size in (100, 1000):
-                cells = [
-                    m
-                    for m in measures
-                    if m.workload == "append"
-                    and m.params.get("streams") == "uniform"
-                    and m.params.get("event_size") == size
-                ]
-                if cells:
-                    best = max(cells, key=lambda m: m.value.median)
-                    ms.append(best)
-                    p = best.params
-                    labels.append(f"kes best, {size} B ({p['writers']} writers x {p['batch']})")
+                cell = next(
+                    (
+                        m
+                        for m in app
+                        if all(
+                            m.params.get(k) == v
+                            for k, v in BATCHED_CELL.items()
+                            if k != "event_size"
+                        )
+                        and m.params.get("event_size") == size
+                    ),
+                    None,
+                )
+                if cell is not None:
+                    ms.append(cell)
+                    p = cell.params
+                    labels.append(f"kes, {size} B ({p['writers']} callers x {p['batch']} events)")
                 for m in measures:
                     if m.workload == "baselines" and m.params.get("event_size") == size:
                         ms.append(m)
