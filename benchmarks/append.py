@@ -25,10 +25,10 @@ from collections.abc import Iterator
 from typing import Any
 
 from benchmarks.baselines import create_topic, new_event
-from benchmarks.common import latency_ms, percentile
+from benchmarks.common import latency_ms
 from benchmarks.harness import Bench
 from benchmarks.raw import RawBaseline
-from benchmarks.stats import KES, pairing_order, ratio
+from benchmarks.stats import KES, pairing_order, per_run_medians, ratio
 from kes import ConcurrencyError, KesError, NewEvent
 from kes.store.kafka import KafkaEventStore
 
@@ -157,8 +157,11 @@ def paired(cell: Cell) -> bool:
     return streams == "uniform" and (batch == 100 or (batch == 1 and size == 100))
 
 
+QUANTILES = ("p50", "p95", "p99", "p99.9")
+
+
 def _quantiles(runs: list[dict[str, float]]) -> dict[str, float]:
-    return {q: percentile([r[q] for r in runs], 50) for q in ("p50", "p95", "p99", "p99.9")}
+    return per_run_medians(runs, QUANTILES)
 
 
 class _Pairs:

@@ -198,7 +198,7 @@ def _users(ms: Sequence[Measure], new: bool) -> str:
     from benchmarks.targets import targets
 
     out = [
-        f"{t.ratio:.2f} ({t.claim[-3:]})"
+        f"{t.ratio:.2f} (durability {t.claim[-2]}, 64 callers)"
         for t in targets(ms)
         if t.claim.startswith("users") and t.ratio is not None
     ]

@@ -38,6 +38,7 @@ from examples.users.domain import User
 
 from benchmarks.common import latency_ms
 from benchmarks.harness import Bench
+from benchmarks.stats import median
 from kes import Application
 
 NAME = "users: load, decide, save"
@@ -293,8 +294,8 @@ def run(bench: Bench) -> None:
                             if errors
                             else [],
                             latency_ms={
-                                "p50": sorted(r["p50_ms"] for r in runs)[len(runs) // 2],
-                                "p99": sorted(r["p99_ms"] for r in runs)[len(runs) // 2],
+                                "p50": median([r["p50_ms"] for r in runs]),
+                                "p99": median([r["p99_ms"] for r in runs]),
                             },
                             p50_ms=[r["p50_ms"] for r in runs],
                             p99_ms=[r["p99_ms"] for r in runs],

@@ -13,9 +13,11 @@ from typing import Any
 
 from benchmarks.child import Child, serve
 from benchmarks.harness import Bench
+from benchmarks.stats import per_run_medians
 from kes.store.kafka import KafkaConfig, KafkaEventStore
 
 Cell = tuple[int, int, int, str]
+QUANTILES = ("p50", "p95", "p99", "p99.9")
 NAME = "conditional append, callers in a client process (forwarded)"
 
 
@@ -65,10 +67,7 @@ def measure_forwarded(
                 appends_per_s=[r["appends_per_s"] for r in runs],
                 conflicts=[r["conflicts"] for r in runs],
                 conflict_rate=[r["conflict_rate"] for r in runs],
-                latency_ms={
-                    q: sorted(r["latency"][q] for r in runs)[len(runs) // 2]
-                    for q in ("p50", "p95", "p99", "p99.9")
-                },
+                latency_ms=per_run_medians([r["latency"] for r in runs], QUANTILES),
                 latency_runs_ms={q: [r["latency"][q] for r in runs] for q in ("p50", "p99")},
                 owner_transactions=[r["owner_transactions"] for r in runs],
             )

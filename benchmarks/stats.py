@@ -13,7 +13,7 @@ from __future__ import annotations
 import itertools
 import math
 import statistics
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from typing import TypeVar
 
@@ -25,6 +25,12 @@ KES, RAW = "kes", "raw"
 def median(values: Sequence[float]) -> float:
     """The median; NaN for no values (never a silent 0)."""
     return statistics.median(values) if values else float("nan")
+
+
+def per_run_medians(runs: Sequence[Mapping[str, float]], keys: Sequence[str]) -> dict[str, float]:
+    """Each key's median over runs (each run reports its own percentiles, counts...): the
+    figure a table shows for a measure of several runs, never a sum or a pooled value."""
+    return {k: median([float(r[k]) for r in runs]) for k in keys}
 
 
 def run_failures(runs: Sequence[float]) -> list[str]:

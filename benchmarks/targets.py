@@ -117,7 +117,7 @@ def batched(ms: Sequence[Measure]) -> list[Target]:
                 f"in a child process, same bytes and window, order alternating ({orders}); "
                 f"ratio = median of the per-run ratios ({paired.fmt(2)}); all cells' ratios: "
                 "append section",
-                fails,
+                list(fails),
             )
         ),
         _checked(
@@ -129,9 +129,11 @@ def batched(ms: Sequence[Measure]) -> list[Target]:
                 ratio(m.value.median, alone) >= 0.5,
                 "same cell; raw producer alone (child process, no kes store open), same "
                 f"window, median of {len(standalone.runs)} runs",
-                fails,
+                list(fails),
             )
-        ),
+        )
+        if "standalone_raw_median" in m.extra
+        else _missing(claim_s, "no standalone raw producer run"),
     ]
 
 
@@ -156,7 +158,7 @@ def single(ms: Sequence[Measure]) -> list[Target]:
                 m.value.median / 20_000,
                 m.value.median >= 20_000,
                 f"fixed cell: {_cell(SINGLE_CELL)}",
-                fails,
+                list(fails),
             )
         ),
         _checked(
@@ -168,7 +170,7 @@ def single(ms: Sequence[Measure]) -> list[Target]:
                 paired.median >= 0.1,
                 "same cell, each run paired with a raw-producer run (order alternating); ratio "
                 f"= median of the per-run ratios ({paired.fmt(3)})",
-                fails,
+                list(fails),
             )
         ),
     ]
@@ -234,7 +236,8 @@ def users(ms: Sequence[Measure]) -> list[Target]:
                     f"{best.value.fmt()} commands/s ({pg_name}, {best.params['callers']} callers)",
                     r,
                     r >= 10,
-                    "cache off for both; the peer's best of 1/4/16/64 callers; each command "
+                    "cache off for both; the peer's best of "
+                    f"{'/'.join(str(m.params['callers']) for m in pgs)} callers; each command "
                     "loads the user, renames it, saves it",
                     _failed(k, best),
                 )
@@ -281,6 +284,9 @@ def series(ms: Sequence[Measure]) -> list[Target]:
         ok, shape = never_falls(
             [(int(c.params["writers"]), c.value.median) for c in found], FALL_TOLERANCE
         )
+        if ok is None:
+            out.append(_missing(claim, shape))
+            continue
         out.append(
             Target(
                 claim,
