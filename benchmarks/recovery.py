@@ -204,20 +204,27 @@ def keep_appending(store: KafkaEventStore, i: int) -> None:
 def pause_in_commit(trigger: str) -> None:
     """The first commit after ``trigger`` appears stops the whole process (SIGSTOP),
     after the transaction's offsets were accepted: a GC pause or a frozen VM at the worst
-    moment for a successor. Writes the time to ``TRIGGER.paused`` first."""
+    moment for a successor. Writes ``{"at": time, "partitions": [...]}`` (the partitions
+    that transaction wrote) to ``TRIGGER.paused`` first."""
     from kes.kafka.produce import TransactionalProducer
 
-    commit = TransactionalProducer.commit
+    commit, send_offsets = TransactionalProducer.commit, TransactionalProducer.send_offsets
+    sent: list[int] = []
+
+    def recording_send_offsets(self: TransactionalProducer, offsets: Any, *args: Any) -> None:
+        sent[:] = [tp.partition for tp in offsets]
+        send_offsets(self, offsets, *args)
 
     def paused_commit(self: TransactionalProducer) -> None:
-        if os.path.exists(trigger):
+        if os.path.exists(trigger) and sent:
             os.remove(trigger)
             tmp = f"{trigger}.tmp"
-            Path(tmp).write_text(repr(time.time()))
+            Path(tmp).write_text(json.dumps({"at": time.time(), "partitions": sorted(sent)}))
             os.replace(tmp, f"{trigger}.paused")
             os.kill(os.getpid(), signal.SIGSTOP)
         commit(self)
 
+    TransactionalProducer.send_offsets = recording_send_offsets  # type: ignore[method-assign]
     TransactionalProducer.commit = paused_commit  # type: ignore[method-assign]
 
 

@@ -136,7 +136,7 @@ def read_all_run(bench: Bench) -> ReadRun:
 
 
 def lag(bench: Bench, rate: float, window_s: float) -> None:
-    """Append at ``rate`` events/s from 8 threads while a no-op projection follows. Each
+    """Append at ``rate`` events/s from 16 threads while a no-op projection follows. Each
     event's lag runs from just before its append to its handler call; it belongs to the
     window its append started in. A window fails when it has no event, when an event
     appended in it is never delivered, or when fewer than 90% of the target rate was
@@ -157,7 +157,7 @@ def lag(bench: Bench, rate: float, window_s: float) -> None:
             "on_Written": on_written,
         },
     )
-    writers = 8
+    writers = 16
     interval = writers / rate
     sent: list[tuple[float, str]] = []
     errors: list[str] = []

@@ -205,7 +205,7 @@ METHOD = """\
   Every reader (raw consumer in a fresh group, `read_all`, a no-op `ProjectionRunner`, a
   `SqlProjection` into SQLite) is timed from subscribe, so its group join (also shown on
   its own) and first fetch are inside the clock; the readers take turns going first.
-  Lag: 8 threads append at a steady rate while a no-op projection follows; each event
+  Lag: 16 threads append at a steady rate while a no-op projection follows; each event
   belongs to the window its append started in; a window with no event, an event never
   delivered or an append rate below 90% of the target fails the measure.
 - **Recovery**: writers are child processes; the log of N one-event aggregates is

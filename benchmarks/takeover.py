@@ -7,8 +7,8 @@ brokers dies.
 * **zombie**: A owns every partition and appends; A stops itself (SIGSTOP) inside a
   commit, after its transaction's offsets were accepted (the worst moment: see
   docs/design.md). B starts; the clock runs from A's stop until B serves an append to a
-  partition A owned. A's session timeout is set below the transaction timeout, so what
-  holds B back is A's open transaction.
+  partition that frozen transaction wrote. A's session timeout is set below the
+  transaction timeout, so what holds B back is A's open transaction.
 * **broker kill** (needs ``--cluster3-dir``): 16 callers append to a 3-node cluster; the
   coordinator of the writer group is killed with SIGKILL; reported: the longest time no
   append completed, and the appends that failed. The node is restarted afterwards.
@@ -19,6 +19,7 @@ from __future__ import annotations
 import contextlib
 import dataclasses
 import itertools
+import json
 import os
 import signal
 import subprocess
@@ -133,7 +134,14 @@ def zombie(bench: Bench, runs: int) -> None:
                 time.sleep(0.01)
             if not paused.exists():
                 raise RuntimeError("the owner did not pause inside a commit within 30 s")
-            paused_at = float(paused.read_text())
+            held = json.loads(paused.read_text())
+            paused_at, partitions = float(held["at"]), set(held["partitions"])
+            # An aggregate whose partition the frozen transaction wrote: the one it holds.
+            agg = next(
+                f"z-{r}-{i}"
+                for i in range(100_000)
+                if partition_for(f"z-{r}-{i}", config.partitions) in partitions
+            )
             b_config = dataclasses.replace(
                 config,
                 index_dir=str(bench.scratch / f"zb{r}"),
@@ -141,7 +149,7 @@ def zombie(bench: Bench, runs: int) -> None:
                 request_timeout_s=1.0,
             )
             with KafkaEventStore(b_config) as b:
-                times.append(serve_time(b, f"z-{r}", paused_at, 120))
+                times.append(serve_time(b, agg, paused_at, 120))
         finally:
             _stop(child)  # SIGKILL ends a stopped process too
     timeout = KafkaConfig().transaction_timeout_ms

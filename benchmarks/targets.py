@@ -336,7 +336,8 @@ def recovery(ms: Sequence[Measure]) -> list[Target]:
             "takeover held by a zombie's open transaction <= transaction timeout + 2 s",
             "takeover from an owner stopped inside its commit (zombie)",
             "the owner SIGSTOPs itself inside a commit (offsets accepted); session timeout 6 s "
-            "< transaction timeout 10 s; time from the stop until the successor serves",
+            "< transaction timeout 10 s; time from the stop until the successor serves a "
+            "partition that frozen transaction wrote",
             "recovery workload not run",
         ),
     ]
