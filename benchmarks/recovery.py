@@ -224,7 +224,7 @@ def pause_in_commit(trigger: str) -> None:
             os.kill(os.getpid(), signal.SIGSTOP)
         commit(self)
 
-    TransactionalProducer.send_offsets = recording_send_offsets  # type: ignore[method-assign]
+    TransactionalProducer.send_offsets = recording_send_offsets  # type: ignore[method-assign,assignment]
     TransactionalProducer.commit = paused_commit  # type: ignore[method-assign]
 
 
