@@ -26,12 +26,10 @@ def new_event(size: int, **fields: Any) -> NewEvent:
     return NewEvent(event_type="Written", payload=payload_of(size) | fields)
 
 
-def create_topic(bench: Bench, name: str, bootstrap: str | None = None) -> str:
+def create_topic(bench: Bench, name: str) -> str:
     topic = f"bench{bench.tag}.raw.{name}"
-    servers = bootstrap or bench.bootstrap
-    admin = AdminClient({"bootstrap.servers": servers})
-    rf = bench.replication_factor if bootstrap is None else 3
-    new = NewTopic(topic, bench.partitions, rf)
+    admin = AdminClient({"bootstrap.servers": bench.bootstrap})
+    new = NewTopic(topic, bench.partitions, bench.replication_factor)
     admin.create_topics([new])[topic].result(timeout=30)
     return topic
 

@@ -38,6 +38,22 @@ def targets_table(ts: Sequence[Target]) -> str:
     return markdown_table(["target", "kes", "baseline / bound", "ratio", "verdict", "how"], rows)
 
 
+def fixed_cells() -> str:
+    """The cells the targets are judged on, as fixed in ``benchmarks/targets.py``."""
+    from benchmarks.targets import BATCHED_CELL, LATENCY_CELL, SINGLE_CELL
+
+    def cell(c: dict[str, Any]) -> str:
+        return f"{c['writers']} callers x {c['batch']} events of {c['event_size']} B"
+
+    return (
+        "Cells fixed before the run (`benchmarks/targets.py`), never chosen after it: batched "
+        f"{cell(BATCHED_CELL)}, single-event {cell(SINGLE_CELL)}, latency "
+        f"{cell(LATENCY_CELL)}, all on 10k uniform streams; the users workload at 64 callers, "
+        "cache off. Verdicts: met, NOT met (a result), FAILED (a measure failed: the run "
+        "exits non-zero), not measured, reported (no bound)."
+    )
+
+
 def environment_table(env: dict[str, Any]) -> str:
     rows: list[list[object]] = []
     for k in ENV_KEYS:
@@ -264,6 +280,8 @@ def render(
         "",
         *failures_section(measures, result),
         "## Targets",
+        "",
+        fixed_cells(),
         "",
         targets_table(ts),
         "",
