@@ -259,7 +259,7 @@ def systems(bench: Bench) -> tuple[list[Callable[[], System]], list[str]]:
 
 def run(bench: Bench) -> None:
     callers_list = (1, 16, 64) if bench.quick else (1, 4, 16, 64)
-    per_caller, least = (4, 64) if bench.quick else (8, 256)
+    per_caller, least = (4, 32) if bench.quick else (8, 64)
     commands = 2 if bench.quick else COMMANDS_PER_USER
     makers, databases = systems(bench)
     dsn = bench.postgres_dsn or os.environ.get("KES_POSTGRES_DSN") or ""

@@ -11,6 +11,7 @@ starts with reader ``r``), so none always reads right after the write.
 
 from __future__ import annotations
 
+import math
 import threading
 import time
 import uuid
@@ -132,7 +133,7 @@ def read_all_run(bench: Bench) -> ReadRun:
         elapsed = time.perf_counter() - started
     finally:
         store.close()
-    return ReadRun(n / elapsed, n, elapsed, 0.0)
+    return ReadRun(n / elapsed, n, elapsed, float("nan"))  # no group to join
 
 
 def lag(bench: Bench, rate: float, window_s: float) -> None:
@@ -275,6 +276,7 @@ def run(bench: Bench) -> None:
             rate_after_join=[
                 x.records / (x.seconds - x.join_s) if x.seconds > x.join_s else float("nan")
                 for x in runs
+                if math.isfinite(x.join_s)
             ],
             turn=positions[name],
         )

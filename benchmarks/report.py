@@ -93,11 +93,12 @@ def also(m: Measure) -> str:
     if ept:
         out.append(f"{fmt_num(median(ept), 1)} events/transaction")
     if "paired_ratio" in e:
-        out.append(f"{median(e['paired_ratio']):.2f} of the paired raw producer")
+        out.append(f"{median(e['paired_ratio']):.3f} of the paired raw producer")
     if "ratio_to_raw_consumer" in e:
         out.append(f"{e['ratio_to_raw_consumer']:.2f} of the raw consumer")
-    if "join_s" in e:
-        out.append(f"group join {fmt_num(median(e['join_s']), 2)} s inside")
+    joins = [x for x in e.get("join_s", []) if isinstance(x, float) and math.isfinite(x)]
+    if joins:
+        out.append(f"group join {fmt_num(median(joins), 2)} s inside")
     if "p50_ms" in e and "latency_ms" not in e:
         out.append(f"p50 {fmt_num(median(e['p50_ms']), 2)} ms")
     if "delivered_per_window" in e:
@@ -106,8 +107,14 @@ def also(m: Measure) -> str:
         )
     if e.get("settings"):
         out.append(", ".join(f"{k}: {v}" for k, v in e["settings"].items()))
-    if "runs_detail" in e:
-        out.append("; ".join(str(d) for d in e["runs_detail"]))
+    for d in e.get("runs_detail", []):
+        out.append(
+            f"node {d['killed_node']} killed (it led event partitions "
+            f"{d['it_led_event_partitions']}); {d['appends_in_window']} appends in the "
+            f"{fmt_num(float(e.get('window_s', 0)), 0)} s after; "
+            f"{'resumed' if d['resumed'] else 'NOT resumed'}; {d['errors']} failed"
+            + (f" ({d['error_sample'][0]})" if d["error_sample"] else "")
+        )
     if m.failures:
         out.append("**FAILED**: " + "; ".join(m.failures))
     return "; ".join(x for x in out if x)
@@ -146,8 +153,8 @@ def pairs_table(measures: Sequence[Measure]) -> str:
                 p["event_size"],
                 m.value.fmt(),
                 Stat.of(m.extra["paired_raw_producer"]).fmt(),
-                Stat.of(m.extra["paired_ratio"]).fmt(2),
-                Stat.of(m.extra.get("standalone_ratio", [])).fmt(2),
+                Stat.of(m.extra["paired_ratio"]).fmt(3),
+                Stat.of(m.extra.get("standalone_ratio", [])).fmt(3),
                 ", ".join(m.extra.get("pair_order", [])),
             ]
         )
