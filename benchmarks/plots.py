@@ -123,9 +123,41 @@ def plot(measures: Sequence[Measure], out: Path) -> list[str]:
         ax.legend(fontsize=8)
         ax.grid(True, alpha=0.3)
         save(fig, "rehydrate.png")
+    users = [m for m in measures if m.workload == "domain" and "callers" in m.params]
+    if users:
+        fig, axes = plt.subplots(1, 2, figsize=(12, 4.5), sharey=True)
+        for ax, letter in zip(axes, ("a", "b"), strict=True):
+            group = [m for m in users if str(m.params.get("durability", "")).startswith(letter)]
+            for system in sorted({str(m.params["system"]) for m in group}):
+                for cache, style in (("off", "-"), ("on", ":")):
+                    line = sorted(
+                        (
+                            m
+                            for m in group
+                            if m.params["system"] == system and m.params.get("cache") == cache
+                        ),
+                        key=lambda m: m.params["callers"],
+                    )
+                    if line:
+                        y, err = _err(line)
+                        ax.errorbar(
+                            [m.params["callers"] for m in line],
+                            y,
+                            yerr=err,
+                            fmt=style + "o",
+                            capsize=3,
+                            label=f"{system}, cache {cache}",
+                        )
+            ax.set_title(f"durability ({letter})")
+            ax.set_xscale("log", base=2)
+            ax.set_yscale("log")
+            ax.set_xlabel("callers (threads)")
+            ax.grid(True, alpha=0.3)
+            ax.legend(fontsize=6)
+        axes[0].set_ylabel("load-decide-save commands/s")
+        save(fig, "domain.png")
     for key, unit_name in (
         ("replay", "events/s"),
-        ("domain", "commands/s"),
         ("baselines", "events/s"),
     ):
         ms = [m for m in measures if m.workload == key and m.unit == unit_name]
