@@ -153,7 +153,8 @@ def plot(measures: Sequence[Measure], out: Path) -> list[str]:
             ax.set_yscale("log")
             ax.set_xlabel("callers (threads)")
             ax.grid(True, alpha=0.3)
-            ax.legend(fontsize=6)
+            if group:
+                ax.legend(fontsize=6)
         axes[0].set_ylabel("load-decide-save commands/s")
         save(fig, "domain.png")
     for key, unit_name in (

@@ -183,8 +183,8 @@ def domain_table(measures: Sequence[Measure]) -> str:
                 r = k.value.median / o.value.median if o.value.median else float("nan")
                 rows.append(
                     [
-                        str(k.params["durability"])[:1],
-                        k.params["cache"],
+                        str(k.params.get("durability", "-"))[:1],
+                        k.params.get("cache", "-"),
                         k.params["callers"],
                         k.params["system"],
                         o.params["system"],

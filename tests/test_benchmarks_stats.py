@@ -171,3 +171,34 @@ def test_report_keeps_the_previous_figures_next_to_the_new_ones() -> None:
     row = next(line for line in note.splitlines() if "raw producer, paired |" in line)
     assert "0.21 (16 callers)" in row and "0.55 (16 callers)" in row
     assert closing_note(None, ms).startswith("No previous run")
+
+
+def test_a_run_of_the_old_harness_still_renders() -> None:
+    from benchmarks.compare import measures_of
+
+    old = {
+        "measures": [
+            {
+                "workload": "domain",
+                "name": "commands (create/rename, one save each)",
+                "unit": "commands/s",
+                "value": {"median": 1476.0, "low": 1094.0, "high": 1727.0, "runs": []},
+                "params": {"system": "kes (Kafka, acks=all, 1 node)", "callers": 16},
+                "extra": {},
+            },
+            {
+                "workload": "recovery",
+                "name": "failover after kill -9 of an owner",
+                "unit": "s",
+                "value": {"median": 10.0, "low": 9.98, "high": 12.01, "runs": []},
+                "params": {"session_timeout_ms": 10_000},
+                "extra": {},
+            },
+        ]
+    }
+    ms = measures_of(old)
+    assert [m.failures for m in ms] == [[], []]
+    failover = next(t for t in targets(ms) if t.claim.startswith("failover"))
+    assert failover.baseline == "12.0 s" and failover.verdict == "met"
+    result = {"environment": {}, "runs": 3, "notes": [], "timings": {}}
+    assert "## Closing note" in render(result, ms, [], "python -m benchmarks", previous=old)
