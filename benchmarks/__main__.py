@@ -1,13 +1,20 @@
 """``python -m benchmarks [WORKLOAD ...] [--quick]``: run named workloads against real Kafka
 and write JSON, a Markdown report with targets and ratios, and PNG plots.
 
-Workloads: baselines, append, rehydrate, replay, recovery, domain (default: all).
+Workloads: baselines, append, rehydrate, replay, recovery, streams, domain (default: all).
 The full run writes ``benchmarks/RESULTS.md``, ``benchmarks/results/results.json`` and
-``benchmarks/results/*.png``; ``--quick`` writes under ``benchmarks/results/quick/``.
-``store``, ``schemas`` and ``projections`` run the single-file suites of those issues.
+``benchmarks/results/*.png``, after copying the committed ``results.json`` to
+``results/previous.json`` (the report shows both); ``--quick`` writes under
+``benchmarks/results/quick/``. ``store``, ``schemas`` and ``projections`` run the
+single-file suites of those issues.
 
-Kafka: ``KES_BOOTSTRAP_SERVERS`` (or ``--bootstrap``). PostgreSQL (for the eventsourcing
-comparison): ``KES_POSTGRES_DSN``, else ``scripts/postgres.sh`` is run when present.
+Kafka: ``KES_BOOTSTRAP_SERVERS`` (or ``--bootstrap``); a 3-node local cluster for the
+replicated measures: ``--cluster3-dir`` (its ``kes broker start --nodes 3 --data-dir``).
+PostgreSQL (for the eventsourcing comparison): ``KES_POSTGRES_DSN``, else
+``scripts/postgres.sh`` is run when present.
+
+Exits non-zero when a workload or a measure failed (a NaN run, an empty window, a missed
+rate, failed appends); a target that is only NOT met is a result, not a failure.
 """
 
 from __future__ import annotations
@@ -18,6 +25,7 @@ import json
 import logging
 import os
 import shlex
+import shutil
 import subprocess
 import sys
 import time
@@ -26,6 +34,7 @@ from collections.abc import Callable
 from pathlib import Path
 
 from benchmarks.common import ROOT, environment
+from benchmarks.compare import load
 from benchmarks.harness import Bench
 
 WORKLOADS = ("baselines", "append", "rehydrate", "replay", "recovery", "streams", "domain")
@@ -70,12 +79,18 @@ def parse() -> argparse.Namespace:
         prog="python -m benchmarks", description="Run kes benchmark workloads and write a report."
     )
     ap.add_argument("workloads", nargs="*", help=f"any of {', '.join(WORKLOADS)} (default all)")
-    ap.add_argument("--quick", action="store_true", help="small sizes: everything in < 3 min")
+    ap.add_argument("--quick", action="store_true", help="small sizes: everything in < 5 min")
     ap.add_argument("--runs", type=int, default=3, help="runs per measure (median, min-max)")
     ap.add_argument(
         "--bootstrap", default=os.environ.get("KES_BOOTSTRAP_SERVERS", "127.0.0.1:9092")
     )
     ap.add_argument("--no-postgres", action="store_true", help="skip eventsourcing on PostgreSQL")
+    ap.add_argument(
+        "--cluster3-dir",
+        type=Path,
+        default=os.environ.get("KES_BENCH_CLUSTER3_DIR"),
+        help="data folder of a running 3-node `kes broker` cluster (replicated measures)",
+    )
     ap.add_argument("--out", type=Path, help="folder for RESULTS.md (plots go in its results/)")
     ap.add_argument(
         "--render",
@@ -120,6 +135,14 @@ def main() -> None:
         nodes=nodes,
         replication_factor=min(3, nodes),
     )
+    if args.cluster3_dir is not None:
+        from kes.broker.cluster import LocalCluster
+
+        cluster = LocalCluster.load(args.cluster3_dir)
+        if cluster is None or len(cluster.running()) != 3:
+            raise SystemExit(f"--cluster3-dir {args.cluster3_dir}: no running 3-node cluster")
+        bench.cluster3, bench.cluster3_dir = cluster.bootstrap_servers, str(args.cluster3_dir)
+    previous = keep_previous(out)
     if "domain" in names and not args.no_postgres:
         bench.postgres_dsn = postgres_dsn(bench)
     env = environment(bench.broker_settings())
@@ -138,16 +161,44 @@ def main() -> None:
     total = time.monotonic() - started
     bench.timings["total"] = total
     bench.cleanup()
-    write_outputs(bench, env, out, command)
-    budget = 180 if args.quick else 1800
+    write_outputs(bench, env, out, command, previous)
+    budget = 300 if args.quick else 2400
     print(f"done in {total:.0f}s (budget {budget}s); report: {out / 'RESULTS.md'}")
     if total > budget:
         print(f"warning: over the {budget}s budget", file=sys.stderr)
+    failed = [m for m in bench.measures if m.failures]
+    broken = [n for n in bench.notes if n.startswith("workload ")]
+    if failed or broken:
+        for m in failed:
+            print(f"FAILED: {m.workload}: {m.label()}: {'; '.join(m.failures)}", file=sys.stderr)
+        for n in broken:
+            print(f"FAILED: {n}", file=sys.stderr)
+        sys.exit(1)
 
 
-def write_outputs(bench: Bench, env: dict[str, object], out: Path, command: str) -> None:
+def keep_previous(out: Path) -> dict[str, object] | None:
+    """The previous run, for the report: a full run into the committed folder copies the
+    committed results.json to results/previous.json before anything is overwritten."""
+    committed = HERE / "results" / "results.json"
+    kept = HERE / "results" / "previous.json"
+    if out.resolve() == HERE and committed.exists():
+        shutil.copyfile(committed, kept)
+        return load(kept)
+    return load(committed)
+
+
+def write_outputs(
+    bench: Bench,
+    env: dict[str, object],
+    out: Path,
+    command: str,
+    previous: dict[str, object] | None,
+) -> None:
+    from dataclasses import asdict
+
     from benchmarks import report
     from benchmarks.plots import plot
+    from benchmarks.targets import targets
 
     results = out / "results"
     results.mkdir(parents=True, exist_ok=True)
@@ -162,7 +213,7 @@ def write_outputs(bench: Bench, env: dict[str, object], out: Path, command: str)
         "notes": bench.notes,
         "timings": bench.timings,
         "measures": [m.to_json() for m in bench.measures],
-        "targets": [t.__dict__ for t in report.targets(bench.measures)],
+        "targets": [asdict(t) | {"verdict": t.verdict} for t in targets(bench.measures)],
     }
     (results / "results.json").write_text(json.dumps(result, indent=2, default=str))
     try:
@@ -170,20 +221,21 @@ def write_outputs(bench: Bench, env: dict[str, object], out: Path, command: str)
     except ImportError as exc:
         bench.note(f"no plots: {exc} (pip install matplotlib)")
         plots = []
-    (out / "RESULTS.md").write_text(report.render(result, bench.measures, plots, command))
+    text = report.render(result, bench.measures, plots, command, previous)
+    (out / "RESULTS.md").write_text(text)
 
 
 def rerender(path: Path, out: Path) -> None:
     """RESULTS.md and plots again from the measures a run saved (same command, same env)."""
     from benchmarks import report
-    from benchmarks.common import Stat
-    from benchmarks.harness import Measure
+    from benchmarks.compare import measures_of
     from benchmarks.plots import plot
 
     result = json.loads(path.read_text())
-    measures = [Measure(**(m | {"value": Stat(**m["value"])})) for m in result["measures"]]
+    measures = measures_of(result)
     plots = plot(measures, out / "results")
-    text = report.render(result, measures, plots, result["command"])
+    previous = load(path.parent / "previous.json")
+    text = report.render(result, measures, plots, result["command"], previous)
     (out / "RESULTS.md").write_text(text)
     print(f"rendered {out / 'RESULTS.md'}")
 

@@ -1,5 +1,6 @@
 """Baselines over the same bytes and the same durability (acks=all, idempotent):
-a raw confluent-kafka producer and consumer, and Kafka's own ProducerPerformance tool."""
+a raw confluent-kafka producer (in a child process: ``benchmarks/raw.py``) and consumer,
+and Kafka's own ProducerPerformance tool."""
 
 from __future__ import annotations
 
@@ -7,28 +8,22 @@ import re
 import subprocess
 import time
 import uuid
+from dataclasses import dataclass
 from typing import Any
 
-from confluent_kafka import Consumer, KafkaError, Producer, TopicPartition
+from confluent_kafka import Consumer, KafkaError, TopicPartition
 from confluent_kafka.admin import AdminClient, NewTopic
 
-from benchmarks.harness import DURABILITY, Bench
-from kes.envelope import NewEvent, encode, headers, to_envelope
+from benchmarks.harness import Bench
+from benchmarks.raw import RawBaseline, kes_record, payload_of
+from kes.envelope import NewEvent
+from kes.kafka.consume import drain
 
-
-def payload_of(size: int) -> dict[str, Any]:
-    """A payload whose JSON is about ``size`` bytes."""
-    return {"userId": "u", "data": "x" * max(0, size - 24)}
+__all__ = ["ReadRun", "create_topic", "kes_record", "new_event", "payload_of", "raw_consume"]
 
 
 def new_event(size: int, **fields: Any) -> NewEvent:
     return NewEvent(event_type="Written", payload=payload_of(size) | fields)
-
-
-def kes_record(size: int) -> tuple[bytes, list[tuple[str, bytes]]]:
-    """The value and headers kes writes for one event with a ``size``-byte payload."""
-    env = to_envelope("Bench", "agg-000001", 1, new_event(size))
-    return encode(env), headers(env)
 
 
 def create_topic(bench: Bench, name: str) -> str:
@@ -39,40 +34,28 @@ def create_topic(bench: Bench, name: str) -> str:
     return topic
 
 
-def raw_produce(
-    bench: Bench, topic: str, value: bytes, hs: list[tuple[str, bytes]], seconds: float
-) -> float:
-    """Records/s of one idempotent acks=all producer sending kes-shaped records for
-    ``seconds`` (then flushing): the Python client's ceiling on this broker."""
-    producer = Producer(
-        {
-            "bootstrap.servers": bench.bootstrap,
-            **DURABILITY,
-            "linger.ms": 5,
-            "partitioner": "murmur2_random",
-        }
-    )
-    started = time.perf_counter()
-    stop_at = started + seconds
-    n = 0
-    while True:
-        if n % 1000 == 0 and time.perf_counter() >= stop_at:
-            break
-        try:
-            producer.produce(topic, value=value, key=f"agg-{n % 10_000}", headers=hs)
-            n += 1
-        except BufferError:
-            producer.poll(0.005)
-        if n % 100 == 0:
-            producer.poll(0)
-    producer.flush(120)
-    return n / (time.perf_counter() - started)
+@dataclass
+class ReadRun:
+    """One reading of a whole topic: events/s timed from subscribe (group join and first
+    fetch included), the join alone, and how many records were read."""
+
+    rate: float
+    records: int
+    seconds: float
+    join_s: float
+
+    def failures(self, expected: int) -> list[str]:
+        if self.records != expected:
+            return [f"read {self.records:,} of {expected:,} events"]
+        return []
 
 
-def raw_consume(bench: Bench, topic: str, partitions: int) -> tuple[float, int]:
-    """(records/s, records) of a plain read_committed consumer reading ``topic`` from
-    the beginning to its current end, without decoding: the ceiling for projections.
-    Timed from the first record, like the projection runs (connection set-up excluded)."""
+def raw_consume(bench: Bench, topic: str, partitions: int) -> ReadRun:
+    """A plain read_committed consumer in a fresh group reading ``topic`` from the start
+    to its current end (high watermarks taken first), without decoding: the ceiling for
+    projections. Timed from subscribe, as the projections are: the group join (reported
+    on its own) and the first fetch are inside the clock."""
+    ends = {p: watermarks_of(bench, topic, p) for p in range(partitions)}
     consumer = Consumer(
         {
             "bootstrap.servers": bench.bootstrap,
@@ -81,39 +64,53 @@ def raw_consume(bench: Bench, topic: str, partitions: int) -> tuple[float, int]:
             "isolation.level": "read_committed",
             "enable.partition.eof": True,
             "auto.offset.reset": "earliest",
-            "queued.max.messages.kbytes": 65536,
+            "partition.assignment.strategy": "cooperative-sticky",
+            # As the projection runner's consumer.
+            "queued.max.messages.kbytes": 16384,
             "fetch.max.bytes": 52428800,
             "max.partition.fetch.bytes": 10485760,
-            # As kes's readers: the default (500 ms) stalls at each partition's end.
-            "fetch.wait.max.ms": 10,
         }
     )
-    tps = [TopicPartition(topic, p, 0) for p in range(partitions)]
-    ends = {tp.partition: consumer.get_watermark_offsets(tp, timeout=10)[1] for tp in tps}
     open_parts = {p for p, end in ends.items() if end > 0}
-    consumer.assign(tps)
+    joined: list[float] = []
+
+    def on_assign(c: Consumer, tps: list[TopicPartition]) -> None:
+        c.incremental_assign(tps)
+        if len(c.assignment()) >= partitions and not joined:
+            joined.append(time.perf_counter())
+
     n = 0
-    started: float | None = None
+    started = time.perf_counter()
+    consumer.subscribe([topic], on_assign=on_assign)
     try:
         while open_parts:
-            first = consumer.poll(0.5)
-            if first is None:
-                continue
-            if started is None:
-                started = time.perf_counter()
-            for msg in [first, *consumer.consume(num_messages=5000, timeout=0)]:
+            for msg in drain(consumer, 5000, 0.5):
                 err = msg.error()
                 if err is not None:
-                    if err.code() == KafkaError._PARTITION_EOF:
+                    if (
+                        err.code() == KafkaError._PARTITION_EOF
+                        and msg.offset() >= ends[msg.partition()]
+                    ):
                         open_parts.discard(msg.partition())
                     continue
                 n += 1
                 if msg.offset() >= ends[msg.partition()] - 1:
                     open_parts.discard(msg.partition())
-        elapsed = time.perf_counter() - (started or time.perf_counter())
-        return n / elapsed if elapsed > 0 else float("nan"), n
+            if time.perf_counter() - started > 600:
+                break
+        elapsed = time.perf_counter() - started
+        join = (joined[0] - started) if joined else float("nan")
+        return ReadRun(n / elapsed if elapsed > 0 else float("nan"), n, elapsed, join)
     finally:
         consumer.close()
+
+
+def watermarks_of(bench: Bench, topic: str, partition: int) -> int:
+    """The high watermark of ``topic[partition]`` (past every record and marker)."""
+    from kes.kafka.consume import watermarks
+    from kes.store.kafka import KafkaConfig
+
+    return watermarks(KafkaConfig(bootstrap_servers=bench.bootstrap), topic, partition)[1]
 
 
 _PERF = re.compile(
@@ -165,33 +162,40 @@ def producer_performance(bench: Bench, topic: str, records: int, size: int) -> d
 
 
 def run(bench: Bench) -> None:
-    """Raw producer and ProducerPerformance for each event size used by the append matrix."""
-    seconds = 1.0 if bench.quick else 4.0
+    """Raw producer and ProducerPerformance for each event size used by the append matrix;
+    the raw producer with the append cells' window (``append.window``)."""
+    from benchmarks.append import window
+
+    seconds = window(bench)
     perf_records = 50_000 if bench.quick else 300_000
-    for size in (100,) if bench.quick else (100, 1000):
-        value, hs = kes_record(size)
-        topic = create_topic(bench, f"produce{size}")
-        rates = [raw_produce(bench, topic, value, hs, seconds) for _ in range(bench.runs)]
-        bench.add(
-            "baselines",
-            "raw confluent-kafka producer",
-            "events/s",
-            rates,
-            {"event_size": size},
-            record_bytes=len(value),
-        )
-        perf_topic = create_topic(bench, f"perf{size}")
-        perfs = [
-            producer_performance(bench, perf_topic, perf_records, len(value))
-            for _ in range(bench.runs)
-        ]
-        bench.add(
-            "baselines",
-            "Kafka ProducerPerformance (Java)",
-            "events/s",
-            [p["records_per_s"] for p in perfs],
-            {"event_size": size},
-            record_bytes=len(value),
-            records=perf_records,
-            p99_ms=[p["p99_ms"] for p in perfs],
-        )
+    with RawBaseline(bench) as raw:
+        for size in (100,) if bench.quick else (100, 1000):
+            value, _ = kes_record(size)
+            topic = create_topic(bench, f"produce{size}")
+            runs = [raw.produce(topic, size, seconds) for _ in range(bench.runs)]
+            errors = sum(r["errors"] for r in runs)
+            bench.add(
+                "baselines",
+                "raw confluent-kafka producer",
+                "events/s",
+                [r["rate"] for r in runs],
+                {"event_size": size},
+                failures=[f"{errors} delivery errors"] if errors else [],
+                record_bytes=len(value),
+                window_s=seconds,
+            )
+            perf_topic = create_topic(bench, f"perf{size}")
+            perfs = [
+                producer_performance(bench, perf_topic, perf_records, len(value))
+                for _ in range(bench.runs)
+            ]
+            bench.add(
+                "baselines",
+                "Kafka ProducerPerformance (Java)",
+                "events/s",
+                [p["records_per_s"] for p in perfs],
+                {"event_size": size},
+                record_bytes=len(value),
+                records=perf_records,
+                p99_ms=[p["p99_ms"] for p in perfs],
+            )

@@ -11,6 +11,7 @@ from pathlib import Path
 from typing import Any
 
 from benchmarks.common import Stat
+from benchmarks.stats import run_failures
 
 log = logging.getLogger("benchmarks")
 
@@ -27,6 +28,9 @@ class Measure:
     value: Stat
     params: dict[str, Any] = field(default_factory=dict)
     extra: dict[str, Any] = field(default_factory=dict)
+    # Why this measure cannot be trusted (a NaN run, an empty window, a missed rate...):
+    # shown in the report, and the run exits non-zero.
+    failures: list[str] = field(default_factory=list)
 
     def label(self) -> str:
         ps = ", ".join(f"{k}={v}" for k, v in self.params.items())
@@ -47,6 +51,10 @@ class Bench:
     nodes: int = 1
     replication_factor: int = 1
     postgres_dsn: str | None = None
+    # A 3-node local cluster (``kes broker start --nodes 3``): its bootstrap servers and
+    # data folder (the harness kills and restarts one of its nodes). None: not measured.
+    cluster3: str | None = None
+    cluster3_dir: str | None = None
     measures: list[Measure] = field(default_factory=list)
     notes: list[str] = field(default_factory=list)
     timings: dict[str, float] = field(default_factory=dict)
@@ -60,12 +68,17 @@ class Bench:
         unit: str,
         runs: list[float] | Stat,
         params: dict[str, Any] | None = None,
+        failures: list[str] | None = None,
         **extra: Any,
     ) -> Measure:
+        """Record a measure; a missing or NaN run fails it (never silently dropped)."""
         value = runs if isinstance(runs, Stat) else Stat.of(runs)
-        m = Measure(workload, name, unit, value, dict(params or {}), extra)
+        why = [*(failures or []), *run_failures(value.runs)]
+        m = Measure(workload, name, unit, value, dict(params or {}), extra, why)
         self.measures.append(m)
         log.info("%s: %s = %s %s", workload, m.label(), value.fmt(), unit)
+        for reason in why:
+            log.warning("%s: %s FAILED: %s", workload, m.label(), reason)
         return m
 
     def find(self, workload: str, name: str, **params: Any) -> Measure | None:
@@ -103,8 +116,10 @@ class Bench:
             "min_insync_replicas": max(1, self.replication_factor - 1),
             "acks": "all",
             "enable_idempotence": True,
-            "kes_writes": "transactional (one transactional.id per partition), read_committed",
+            "kes_writes": "one transactional producer per writer process, group-fenced "
+            "(KIP-447), read_committed",
             "partitions": self.partitions,
+            "cluster3": self.cluster3 or "not given (3-node measures skipped)",
         }
 
     def cleanup(self) -> None:

@@ -7,6 +7,7 @@ from pathlib import Path
 from typing import Any
 
 from benchmarks.harness import Measure
+from benchmarks.targets import BATCHED_CELL
 
 
 def _err(ms: Sequence[Measure]) -> tuple[list[float], list[list[float]]]:
@@ -32,7 +33,7 @@ def plot(measures: Sequence[Measure], out: Path) -> list[str]:
         plt.close(fig)
         made.append(name)
 
-    app = [m for m in measures if m.workload == "append"]
+    app = [m for m in measures if m.workload == "append" and m.name == "conditional append"]
     if app:
         fig, axes = plt.subplots(1, 3, figsize=(13, 4), sharey=True)
         for ax, streams in zip(axes, ("hot", "uniform", "zipf"), strict=True):
@@ -122,9 +123,42 @@ def plot(measures: Sequence[Measure], out: Path) -> list[str]:
         ax.legend(fontsize=8)
         ax.grid(True, alpha=0.3)
         save(fig, "rehydrate.png")
+    users = [m for m in measures if m.workload == "domain" and "callers" in m.params]
+    if users:
+        fig, axes = plt.subplots(1, 2, figsize=(12, 4.5), sharey=True)
+        for ax, letter in zip(axes, ("a", "b"), strict=True):
+            group = [m for m in users if str(m.params.get("durability", "")).startswith(letter)]
+            for system in sorted({str(m.params["system"]) for m in group}):
+                for cache, style in (("off", "-"), ("on", ":")):
+                    line = sorted(
+                        (
+                            m
+                            for m in group
+                            if m.params["system"] == system and m.params.get("cache") == cache
+                        ),
+                        key=lambda m: m.params["callers"],
+                    )
+                    if line:
+                        y, err = _err(line)
+                        ax.errorbar(
+                            [m.params["callers"] for m in line],
+                            y,
+                            yerr=err,
+                            fmt=style + "o",
+                            capsize=3,
+                            label=f"{system}, cache {cache}",
+                        )
+            ax.set_title(f"durability ({letter})")
+            ax.set_xscale("log", base=2)
+            ax.set_yscale("log")
+            ax.set_xlabel("callers (threads)")
+            ax.grid(True, alpha=0.3)
+            if group:
+                ax.legend(fontsize=6)
+        axes[0].set_ylabel("load-decide-save commands/s")
+        save(fig, "domain.png")
     for key, unit_name in (
         ("replay", "events/s"),
-        ("domain", "commands/s"),
         ("baselines", "events/s"),
     ):
         ms = [m for m in measures if m.workload == key and m.unit == unit_name]
@@ -132,18 +166,23 @@ def plot(measures: Sequence[Measure], out: Path) -> list[str]:
         if key == "baselines":
             ms, labels = [], []
             for size in (100, 1000):
-                cells = [
-                    m
-                    for m in measures
-                    if m.workload == "append"
-                    and m.params.get("streams") == "uniform"
-                    and m.params.get("event_size") == size
-                ]
-                if cells:
-                    best = max(cells, key=lambda m: m.value.median)
-                    ms.append(best)
-                    p = best.params
-                    labels.append(f"kes best, {size} B ({p['writers']} writers x {p['batch']})")
+                cell = next(
+                    (
+                        m
+                        for m in app
+                        if all(
+                            m.params.get(k) == v
+                            for k, v in BATCHED_CELL.items()
+                            if k != "event_size"
+                        )
+                        and m.params.get("event_size") == size
+                    ),
+                    None,
+                )
+                if cell is not None:
+                    ms.append(cell)
+                    p = cell.params
+                    labels.append(f"kes, {size} B ({p['writers']} callers x {p['batch']} events)")
                 for m in measures:
                     if m.workload == "baselines" and m.params.get("event_size") == size:
                         ms.append(m)

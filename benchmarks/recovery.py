@@ -1,6 +1,7 @@
 """Workload 4, recovery: writer restart time vs index size (cold: index rebuilt from the
 log; warm: saved index, caught up from its checkpoint), the peak RSS of a writer process
-owning N aggregates, and failover time after ``kill -9`` of an owner.
+owning N aggregates; failover after ``kill -9`` of an owner, takeover from an owner
+frozen inside its commit, and appends through the loss of a broker (``takeover.py``).
 
 Writers run in child processes (``python -m benchmarks.recovery own ...``), so that RSS is that
 of a writer alone; start time runs from creating the store to owning every partition
@@ -17,6 +18,7 @@ import shutil
 import signal
 import subprocess
 import sys
+import threading
 import time
 import uuid
 from pathlib import Path
@@ -27,7 +29,7 @@ from confluent_kafka import Producer
 from benchmarks.baselines import new_event
 from benchmarks.common import ROOT, peak_rss_mib
 from benchmarks.harness import DURABILITY, Bench
-from kes import StoreUnavailableError
+from kes import KesError
 from kes.envelope import encode, headers, to_envelope
 from kes.kafka.topics import Topics
 from kes.partitioning import partition_for
@@ -68,6 +70,8 @@ def fill_log(config: KafkaConfig, aggregates: int) -> float:
 
 def child_args(config: KafkaConfig) -> list[str]:
     return [
+        "--session-timeout-ms",
+        str(config.session_timeout_ms),
         "--bootstrap",
         config.bootstrap_servers,
         "--prefix",
@@ -125,75 +129,34 @@ def restart(bench: Bench, sizes: list[int]) -> None:
         )
 
 
-def failover(bench: Bench, runs: int) -> None:
-    """Owner A (child) and B (here) split the partitions; kill -9 A; time until B's
-    append to one of A's partitions succeeds (session timeout + fencing + catch-up)."""
-    times: list[float] = []
-    for r in range(runs):
-        config = bench.config(f"failover{r}")
-        Topics(config).ensure_event_topic(AGGREGATE)
-        cmd = [sys.executable, "-m", "benchmarks.recovery", "own", "--hold", *child_args(config)]
-        child = subprocess.Popen(cmd, stdout=subprocess.PIPE, text=True, cwd=ROOT)
-        try:
-            assert child.stdout is not None
-            child.stdout.readline()  # ready: owns every partition
-            b_config = bench.config(
-                f"failover{r}", request_timeout_s=1.0, index_dir=str(bench.scratch / f"fo{r}b")
-            )
-            with KafkaEventStore(b_config) as b:
-                deadline = time.monotonic() + 60
-                owned: list[int] = []
-                while time.monotonic() < deadline:
-                    owned = b.owned_partitions(AGGREGATE)
-                    if len(owned) >= config.partitions // 2:
-                        break
-                    time.sleep(0.1)
-                agg = next(
-                    f"fo-{i}"
-                    for i in range(10_000)
-                    if partition_for(f"fo-{i}", config.partitions) not in owned
-                )
-                version = b.append(AGGREGATE, agg, [new_event(100)], 0).version  # forwarded to A
-                os.kill(child.pid, signal.SIGKILL)
-                killed = time.perf_counter()
-                while True:
-                    try:
-                        b.append(AGGREGATE, agg, [new_event(100)], version)
-                        break
-                    except StoreUnavailableError:
-                        if time.perf_counter() - killed > 120:
-                            raise
-                times.append(time.perf_counter() - killed)
-        finally:
-            if child.poll() is None:
-                child.kill()
-            child.wait()
-    bench.add(
-        "recovery",
-        "failover after kill -9 of an owner",
-        "s",
-        times,
-        {"session_timeout_ms": KafkaConfig().session_timeout_ms},
-    )
-
-
 def run(bench: Bench) -> None:
+    from benchmarks.takeover import broker_kill, failover, zombie
+
     sizes = [100_000] if bench.quick else [10_000, 100_000, 1_000_000]
     restart(bench, sizes)
-    failover(bench, 1 if bench.quick else bench.runs)
+    runs = 1 if bench.quick else bench.runs
+    failover(bench, runs)
+    zombie(bench, runs)
+    broker_kill(bench, 1 if bench.quick else min(2, bench.runs))
     if bench.quick:
-        bench.note("recovery: --quick runs failover once (each run waits a session timeout)")
+        bench.note(
+            "recovery: --quick runs failover, zombie takeover and broker kill once each "
+            "(each run waits out a timeout)"
+        )
 
 
 # ---- the child process ------------------------------------------------------------
 
 
 def own(args: argparse.Namespace) -> None:
+    if args.pause_in_commit:
+        pause_in_commit(args.pause_in_commit)
     config = KafkaConfig(
         bootstrap_servers=args.bootstrap,
         namespace=args.prefix,
         index_dir=args.index_dir,
         partitions=args.partitions,
+        session_timeout_ms=args.session_timeout_ms,
     )
     store = KafkaEventStore(config)
     t = time.perf_counter()
@@ -215,10 +178,54 @@ def own(args: argparse.Namespace) -> None:
         ),
         flush=True,
     )
+    for i in range(args.append_threads):
+        threading.Thread(target=keep_appending, args=(store, i), daemon=True).start()
     if args.hold:
         while True:
             time.sleep(1)
     store.close()
+
+
+def keep_appending(store: KafkaEventStore, i: int) -> None:
+    """One caller appending single events to its own aggregates, forever."""
+    versions: dict[str, int] = {}
+    n = 0
+    while True:
+        agg = f"z{i}-{n % 50}"
+        n += 1
+        try:
+            versions[agg] = store.append(
+                AGGREGATE, agg, [new_event(100)], versions.get(agg, 0)
+            ).version
+        except KesError:
+            time.sleep(0.05)
+
+
+def pause_in_commit(trigger: str) -> None:
+    """The first commit after ``trigger`` appears stops the whole process (SIGSTOP),
+    after the transaction's offsets were accepted: a GC pause or a frozen VM at the worst
+    moment for a successor. Writes ``{"at": time, "partitions": [...]}`` (the partitions
+    that transaction wrote) to ``TRIGGER.paused`` first."""
+    from kes.kafka.produce import TransactionalProducer
+
+    commit, send_offsets = TransactionalProducer.commit, TransactionalProducer.send_offsets
+    sent: list[int] = []
+
+    def recording_send_offsets(self: TransactionalProducer, offsets: Any, *args: Any) -> None:
+        sent[:] = [tp.partition for tp in offsets]
+        send_offsets(self, offsets, *args)
+
+    def paused_commit(self: TransactionalProducer) -> None:
+        if os.path.exists(trigger) and sent:
+            os.remove(trigger)
+            tmp = f"{trigger}.tmp"
+            Path(tmp).write_text(json.dumps({"at": time.time(), "partitions": sorted(sent)}))
+            os.replace(tmp, f"{trigger}.paused")
+            os.kill(os.getpid(), signal.SIGSTOP)
+        commit(self)
+
+    TransactionalProducer.send_offsets = recording_send_offsets  # type: ignore[method-assign,assignment]
+    TransactionalProducer.commit = paused_commit  # type: ignore[method-assign]
 
 
 def main() -> None:
@@ -230,6 +237,11 @@ def main() -> None:
     o.add_argument("--index-dir", required=True)
     o.add_argument("--partitions", type=int, default=12)
     o.add_argument("--hold", action="store_true")
+    o.add_argument("--session-timeout-ms", type=int, default=KafkaConfig().session_timeout_ms)
+    o.add_argument("--append-threads", type=int, default=0)
+    o.add_argument(
+        "--pause-in-commit", help="SIGSTOP inside the first commit after this file appears"
+    )
     args = ap.parse_args()
     Path(args.index_dir).mkdir(parents=True, exist_ok=True)
     own(args)

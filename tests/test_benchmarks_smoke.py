@@ -7,7 +7,8 @@ import math
 from benchmarks.baselines import parse_producer_performance
 from benchmarks.common import ENV_KEYS, Stat, environment, latency_ms, markdown_table, percentile
 from benchmarks.harness import Measure
-from benchmarks.report import render, targets
+from benchmarks.report import render
+from benchmarks.targets import targets
 
 
 def test_percentile_interpolates_and_handles_edges() -> None:
@@ -58,7 +59,7 @@ def _measures() -> list[Measure]:
 
     batched = m("append", "conditional append", 60_000, writers=16, batch=100, event_size=100)
     batched.params["streams"] = "uniform"
-    # each kes run is paired with a raw-producer run taken right after it
+    # each kes run is paired with a raw-producer run, the order alternating
     batched.extra["paired_raw_producer"] = [100_000.0, 120_000.0, 80_000.0]
     batched.extra["paired_ratio"] = [0.6, 0.5, 0.75]
     return [
@@ -70,7 +71,7 @@ def _measures() -> list[Measure]:
 
 def test_targets_are_ratios_marked_met_or_not() -> None:
     ts = {t.claim.split(" >=")[0].split(" p99")[0]: t for t in targets(_measures())}
-    batched = ts["batched appends"]
+    batched = ts["batched appends (100 events each)"]
     assert batched.ratio == 0.6 and batched.met is True
     assert ts["read_stream of 1k events"].met is False
     assert ts["cached load"].met is None  # not measured in this run
@@ -85,12 +86,26 @@ def test_render_shows_command_targets_environment_and_plots() -> None:
     assert "**NOT met**" in text and "**met**" in text
 
 
-def test_domain_ratios_compare_kes_with_each_eventsourcing_backend() -> None:
-    from benchmarks.report import domain_ratios
+def test_domain_table_compares_kes_with_each_peer_of_the_same_durability() -> None:
+    from benchmarks.report import domain_table
 
-    def m(system: str, value: float) -> Measure:
-        params: dict[str, object] = {"system": system, "callers": 1}
-        return Measure("domain", "commands", "commands/s", Stat.of([value] * 3), params)
+    def m(system: str, durability: str, value: float) -> Measure:
+        params: dict[str, object] = {
+            "system": system,
+            "durability": durability,
+            "cache": "off",
+            "callers": 64,
+        }
+        return Measure("domain", "users", "commands/s", Stat.of([value] * 3), params)
 
-    text = domain_ratios([m("kes", 300.0), m("eventsourcing (SQLite file)", 600.0)])
-    assert "| commands | 1 | eventsourcing (SQLite file) | 0.50 |" in text
+    text = domain_table(
+        [
+            m("kes, 1 node", "a: single", 3000.0),
+            m("eventsourcing, SQLite synchronous=NORMAL", "a: single", 600.0),
+            m("eventsourcing, SQLite synchronous=FULL", "b: fsync", 300.0),
+        ]
+    )
+    assert (
+        "| a | off | 64 | kes, 1 node | eventsourcing, SQLite synchronous=NORMAL | 5.00 |" in text
+    )
+    assert "synchronous=FULL" not in text  # another durability: not compared
