@@ -13,6 +13,7 @@ last offset of a partition is often a marker, never a record: compare positions,
 
 from __future__ import annotations
 
+import contextlib
 import threading
 import time
 from collections.abc import Iterator, Mapping
@@ -56,8 +57,9 @@ def watermarks(
     offset: see ``offsets_client``).
 
     With ``stable`` the second is the last stable offset instead: where a read_committed
-    reader starting now stops. A just-created topic may be unknown to the broker asked
-    for a moment: retried within ``timeout`` before it is called unavailable.
+    reader starting now stops. A just-created topic, or a partition whose leader just
+    moved (a broker died), may be unknown to the client for a moment: its metadata is
+    refreshed and the query retried within ``timeout`` before it is called unavailable.
     """
     consumer = offsets_client(config, stable)
     deadline = time.monotonic() + timeout
@@ -73,6 +75,11 @@ def watermarks(
             err = exc.args[0] if exc.args else None
             code = err.code() if isinstance(err, KafkaError) else None
             if code in _JUST_CREATED and time.monotonic() < deadline:
+                # This shared client follows no topic, so nothing else refreshes what it
+                # knows of leaders: ask for the topic's metadata again (seen after a
+                # broker crash: "Unknown partition" for as long as nobody asked).
+                with contextlib.suppress(Exception):
+                    consumer.list_topics(topic, timeout=max(0.5, deadline - time.monotonic()))
                 time.sleep(0.1)
                 continue
             with kafka_errors(f"reading the end offsets of {topic}[{partition}]"):
