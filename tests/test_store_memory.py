@@ -1,12 +1,23 @@
 from __future__ import annotations
 
+from collections.abc import Iterator
+
 import pytest
 
-from kes import MemoryEventStore
+from kes import EventStore, MemoryEventStore
+from kes.aio import AsyncMemoryEventStore
+from tests.aio import ThroughAsyncio
 from tests.contract import EventStoreContract
 
 
 class TestMemoryEventStore(EventStoreContract):
-    @pytest.fixture
-    def store(self) -> MemoryEventStore:
-        return MemoryEventStore()
+    """The contract on the memory store, threaded and through kes.aio."""
+
+    @pytest.fixture(params=["threaded", "asyncio"])
+    def store(self, request: pytest.FixtureRequest) -> Iterator[EventStore]:
+        if request.param == "threaded":
+            yield MemoryEventStore()
+            return
+        through = ThroughAsyncio(AsyncMemoryEventStore())
+        yield through
+        through.close()

@@ -1,0 +1,166 @@
+"""Handing work between kes's threads and one asyncio event loop, one wake-up per batch.
+
+* :class:`Completions`: the writer thread finishes appends; their futures are resolved on
+  the loop. A wake-up (``call_soon_threadsafe``, a write to the loop's self-pipe) is sent
+  only when the batch of finished appends goes from empty to non-empty, so a transaction
+  of 1,000 appends costs the loop one wake-up, not 1,000.
+* :func:`iterate_in_thread`: a blocking iterator (a Kafka scan, a subscription) runs on a
+  thread of its own and its items reach the loop in batches, at most ``limit`` buffered:
+  a slow consumer slows the reading thread, never grows memory.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import threading
+from collections.abc import AsyncIterator, Callable, Iterator
+from typing import TYPE_CHECKING, Generic, TypeVar
+
+if TYPE_CHECKING:
+    from kes.store.kafka._admission import AppendRequest
+
+__all__ = ["Completions", "InFlight", "iterate_in_thread"]
+
+T = TypeVar("T")
+
+
+def _wake(future: asyncio.Future[None]) -> None:
+    if not future.done():
+        future.set_result(None)
+
+
+class InFlight:
+    """One append handed to the writer: its request and the future the loop awaits.
+
+    Passed as the request's ``on_done``; the outcome itself is read from the request.
+    """
+
+    __slots__ = ("completions", "future", "request")
+
+    def __init__(self, completions: Completions) -> None:
+        self.completions = completions
+        self.future: asyncio.Future[None] = completions.loop.create_future()
+        self.request: AppendRequest | None = None
+
+    def __call__(self, request: AppendRequest) -> None:  # on the writer's thread
+        self.completions.push(self)
+
+
+class Completions:
+    """Appends finished on other threads, resolved on ``loop`` in batches."""
+
+    def __init__(self, loop: asyncio.AbstractEventLoop) -> None:
+        self.loop = loop
+        self._lock = threading.Lock()
+        self._done: list[InFlight] = []
+
+    def push(self, flight: InFlight) -> None:
+        with self._lock:
+            self._done.append(flight)
+            first = len(self._done) == 1
+        if first:
+            # RuntimeError: the loop is closed; nobody is waiting any more
+            with contextlib.suppress(RuntimeError):
+                self.loop.call_soon_threadsafe(self._drain)
+
+    def _drain(self) -> None:
+        with self._lock:
+            done, self._done = self._done, []
+        for flight in done:
+            _wake(flight.future)
+
+
+class _Feed(Generic[T]):
+    """Items from a producing thread to the loop; the loop is woken only while it waits."""
+
+    def __init__(self, loop: asyncio.AbstractEventLoop, limit: int) -> None:
+        self.loop = loop
+        self.limit = limit
+        self.stop = threading.Event()
+        self._cv = threading.Condition()
+        self._items: list[T] = []
+        self._finished = False
+        self._error: BaseException | None = None
+        self._waiter: asyncio.Future[None] | None = None
+
+    # ---- the producing thread ----------------------------------------------------------
+
+    def put(self, item: T) -> bool:
+        """Buffer ``item`` (waits while ``limit`` items are buffered); False once stopped."""
+        with self._cv:
+            while len(self._items) >= self.limit and not self.stop.is_set():
+                self._cv.wait(0.1)
+            if self.stop.is_set():
+                return False
+            self._items.append(item)
+            self._wake()
+        return True
+
+    def finish(self, error: BaseException | None = None) -> None:
+        with self._cv:
+            self._finished = True
+            self._error = error
+            self._wake()
+
+    def _wake(self) -> None:
+        waiter, self._waiter = self._waiter, None
+        if waiter is not None:
+            try:
+                self.loop.call_soon_threadsafe(_wake, waiter)
+            except RuntimeError:
+                self.stop.set()
+
+    # ---- the loop ------------------------------------------------------------------------
+
+    async def take(self) -> list[T] | None:
+        """Every buffered item; None once the iterator ended (raises what it raised)."""
+        while True:
+            with self._cv:
+                if self._items:
+                    items, self._items = self._items, []
+                    self._cv.notify_all()
+                    return items
+                if self._finished:
+                    if self._error is not None:
+                        raise self._error
+                    return None
+                waiter = self._waiter = self.loop.create_future()
+            await waiter
+
+    def close(self) -> None:
+        self.stop.set()
+        with self._cv:
+            self._cv.notify_all()
+
+
+async def iterate_in_thread(
+    make: Callable[[threading.Event], Iterator[T]], name: str, limit: int = 2_000
+) -> AsyncIterator[T]:
+    """Iterate ``make(stop)`` on a new thread; ``stop`` is set when this iterator is
+    closed (leave an ``async for`` with ``contextlib.aclosing`` to stop it at once)."""
+    feed: _Feed[T] = _Feed(asyncio.get_running_loop(), limit)
+
+    def run() -> None:
+        try:
+            items = make(feed.stop)
+            try:
+                for item in items:
+                    if not feed.put(item):
+                        break
+            finally:
+                close = getattr(items, "close", None)
+                if close is not None:
+                    close()
+        except BaseException as exc:
+            feed.finish(exc)
+            return
+        feed.finish()
+
+    threading.Thread(target=run, name=name, daemon=True).start()
+    try:
+        while (items := await feed.take()) is not None:
+            for item in items:
+                yield item
+    finally:
+        feed.close()
