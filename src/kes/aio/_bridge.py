@@ -20,12 +20,12 @@ from typing import TYPE_CHECKING, Generic, TypeVar
 if TYPE_CHECKING:
     from kes.store.kafka._admission import AppendRequest
 
-__all__ = ["Completions", "InFlight", "iterate_in_thread"]
+__all__ = ["Completions", "InFlight", "iterate_in_thread", "wake"]
 
 T = TypeVar("T")
 
 
-def _wake(future: asyncio.Future[None]) -> None:
+def wake(future: asyncio.Future[None]) -> None:
     if not future.done():
         future.set_result(None)
 
@@ -68,7 +68,7 @@ class Completions:
         with self._lock:
             done, self._done = self._done, []
         for flight in done:
-            _wake(flight.future)
+            wake(flight.future)
 
 
 class _Feed(Generic[T]):
@@ -107,7 +107,7 @@ class _Feed(Generic[T]):
         waiter, self._waiter = self._waiter, None
         if waiter is not None:
             try:
-                self.loop.call_soon_threadsafe(_wake, waiter)
+                self.loop.call_soon_threadsafe(wake, waiter)
             except RuntimeError:
                 self.stop.set()
 
