@@ -224,3 +224,39 @@ def test_runner_stops_on_request(kafka_config: KafkaConfig, unique: str, tmp_pat
     runner.stop()
     t.join(30)
     assert not t.is_alive()
+
+
+def test_async_handlers_run_to_completion_in_log_order_before_offsets_move(
+    kafka_config: KafkaConfig, kafka_store: KafkaEventStore, unique: str
+) -> None:
+    import asyncio
+
+    from kes.envelope import RecordedEvent
+
+    handled: list[tuple[int, int]] = []
+    running = 0
+
+    class Slow(Projection):
+        name = f"{unique}.slow"
+        aggregate_types = ("Acct",)
+
+        async def on_Added(self, event: RecordedEvent) -> None:
+            nonlocal running
+            running += 1
+            assert running == 1, "two handlers ran at once"
+            await asyncio.sleep(0.001)  # yields to the loop mid-handler
+            handled.append((event.position.partition, event.position.offset))
+            running -= 1
+
+    for i in range(40):
+        append(kafka_store, "Acct", f"a{i % 5}", "Added", amount=i)
+    assert Slow().is_async
+    stats = ProjectionRunner(Slow(), kafka_config, until_caught_up=True).run()
+    assert stats.records == 40 and len(handled) == 40
+    by_partition: dict[int, list[int]] = defaultdict(list)
+    for p, o in handled:
+        by_partition[p].append(o)
+    assert all(offs == sorted(offs) for offs in by_partition.values())
+    # A second run starts after what the first committed: nothing is handled twice.
+    handled.clear()
+    assert ProjectionRunner(Slow(), kafka_config, until_caught_up=True).run().records == 0

@@ -14,7 +14,7 @@ import threading
 import uuid
 from collections.abc import Awaitable, Callable, Mapping
 from datetime import datetime
-from typing import Any, TypeVar
+from typing import Any, TypeVar, overload
 
 from kes.aio.store import AsyncEventStore
 from kes.application import EventValidator, RepositoryCore, retry_on_conflict
@@ -211,20 +211,38 @@ class AsyncApplication:
         aggregate, not across them."""
         return [await self.repository(type(agg)).append(agg, metadata) for agg in aggregates]
 
+    @overload
     async def update(
         self,
         cls: type[A],
         aggregate_id: str | uuid.UUID,
-        command: Callable[[A], T | Awaitable[T]],
+        command: Callable[[A], Awaitable[T]],
         attempts: int = 5,
         metadata: Mapping[str, str] | None = None,
-    ) -> T:
+    ) -> T: ...
+    @overload
+    async def update(
+        self,
+        cls: type[A],
+        aggregate_id: str | uuid.UUID,
+        command: Callable[[A], T],
+        attempts: int = 5,
+        metadata: Mapping[str, str] | None = None,
+    ) -> T: ...
+    async def update(
+        self,
+        cls: type[A],
+        aggregate_id: str | uuid.UUID,
+        command: Callable[[A], Any],
+        attempts: int = 5,
+        metadata: Mapping[str, str] | None = None,
+    ) -> Any:
         """Load, run ``command(aggregate)`` (a function or a coroutine function), save; on
         a conflict reload and run it again, up to ``attempts`` tries. Returns what
         ``command`` returned."""
 
         @retry_on_conflict(attempts)
-        async def once() -> T:
+        async def once() -> Any:
             agg = await self.get(cls, aggregate_id)
             result = command(agg)
             if inspect.isawaitable(result):

@@ -1,6 +1,8 @@
 """Read models: projections fed by consumer groups under a chosen processing guarantee."""
 
 from kes.projections.checkpoints import (
+    AsyncPostgresCheckpointStore,
+    AsyncTx,
     CheckpointStore,
     PostgresCheckpointStore,
     SqliteCheckpointStore,
@@ -15,6 +17,8 @@ from kes.projections.projection import Guarantee, KafkaProcessor, Projection, Sq
 from kes.projections.runner import ProjectionRunner, RunStats
 
 __all__ = [
+    "AsyncPostgresCheckpointStore",
+    "AsyncTx",
     "CheckpointConflictError",
     "CheckpointStore",
     "EventTypeTopics",

@@ -11,6 +11,7 @@ import msgspec
 from confluent_kafka import Consumer, KafkaException, Message, TopicPartition
 
 from kes.envelope import Position, RecordedEvent, decode
+from kes.projections._aio import resolve
 from kes.projections.dlq import DeadLetters
 from kes.projections.projection import Projection, dispatch
 
@@ -122,7 +123,9 @@ def handle_batch(
         if handler is None:
             continue
         try:
-            handler(RecordedEvent(envelope, Position(msg.topic(), msg.partition(), offset)))
+            done = handler(RecordedEvent(envelope, Position(msg.topic(), msg.partition(), offset)))
+            if done is not None:
+                resolve(done)  # an async def handler: run to completion before the next
         except Exception as exc:
             log.warning("%s: %s failed (%r); retrying", projection.name, where(msg), exc)
             backoff(projection, 1)
