@@ -31,7 +31,14 @@ from kes.errors import AggregateNotFoundError, ConcurrencyError, InvalidInputErr
 from kes.snapshots import Snapshot, SnapshotStore, restore, take_snapshot
 from kes.store.base import NO_STREAM, AppendResult, EventStore, Expected
 
-__all__ = ["Application", "EventValidator", "Repository", "RepositoryCore", "retry_on_conflict"]
+__all__ = [
+    "Application",
+    "EventValidator",
+    "Repository",
+    "RepositoryCore",
+    "idempotent_event_id",
+    "retry_on_conflict",
+]
 
 A = TypeVar("A", bound=Aggregate)
 T = TypeVar("T")
@@ -41,6 +48,16 @@ log = logging.getLogger(__name__)
 # Called with the events of one append before anything is written; raises to refuse them
 # (e.g. kes.schemas.SchemaValidator checks payloads against their registered schemas).
 EventValidator = Callable[[type[Aggregate], Sequence[NewEvent]], None]
+
+
+_IDEMPOTENCY = uuid.UUID("5c1b3f44-9f6e-4b7e-8f2a-6b8c2f1d0e15")
+
+
+def idempotent_event_id(aggregate_type: str, aggregate_id: str, key: str, index: int) -> str:
+    """The id of the ``index``-th event a command with idempotency ``key`` records for an
+    aggregate: the same command retried with the same key records the same ids, which the
+    store recognises as already written (it writes nothing and answers as before)."""
+    return str(uuid.uuid5(_IDEMPOTENCY, f"{aggregate_type}/{aggregate_id}/{key}/{index}"))
 
 
 class RepositoryCore(Generic[A]):
@@ -140,9 +157,10 @@ class RepositoryCore(Generic[A]):
     # ---- saving -------------------------------------------------------------------
 
     def _to_append(
-        self, aggregate: A, metadata: Mapping[str, str] | None
+        self, aggregate: A, metadata: Mapping[str, str] | None, idempotency_key: str | None = None
     ) -> tuple[list[NewEvent], Expected, int]:
-        """(events to append, expected version, version loaded at); validated."""
+        """(events to append, expected version, version loaded at); validated. With an
+        ``idempotency_key`` the event ids derive from it (see :func:`idempotent_event_id`)."""
         pending = aggregate._kes_pending
         base = aggregate.version - len(pending)
         expected: Expected = NO_STREAM if base == 0 else base
@@ -154,6 +172,16 @@ class RepositoryCore(Generic[A]):
             )
             for e in pending
         ]
+        if idempotency_key is not None:
+            events = [
+                msgspec.structs.replace(
+                    e,
+                    event_id=idempotent_event_id(
+                        self.aggregate_type, aggregate.id, idempotency_key, i
+                    ),
+                )
+                for i, e in enumerate(events)
+            ]
         if self.validator is not None:
             self.validator(self.aggregate_cls, events)  # raises: nothing written
         return events, expected, base
@@ -275,20 +303,31 @@ class Repository(RepositoryCore[A]):
             raise AggregateNotFoundError(self._not_found_message(agg_id, version, at, current))
         return found
 
-    def save(self, aggregate: A, metadata: Mapping[str, str] | None = None) -> int:
+    def save(
+        self,
+        aggregate: A,
+        metadata: Mapping[str, str] | None = None,
+        idempotency_key: str | None = None,
+    ) -> int:
         """Append the aggregate's pending events; returns its new version.
 
         Raises ConcurrencyError (nothing written, cache entry dropped) when the stream
-        moved since the aggregate was loaded.
+        moved since the aggregate was loaded. A command retried with the same
+        ``idempotency_key`` (on the state it first ran on) writes nothing new.
         """
-        return self.append(aggregate, metadata).version
+        return self.append(aggregate, metadata, idempotency_key).version
 
-    def append(self, aggregate: A, metadata: Mapping[str, str] | None = None) -> AppendResult:
+    def append(
+        self,
+        aggregate: A,
+        metadata: Mapping[str, str] | None = None,
+        idempotency_key: str | None = None,
+    ) -> AppendResult:
         """:meth:`save`, returning the store's AppendResult: the new version and where each
         event landed (no positions, ``written=False``, when nothing was pending)."""
         if not aggregate._kes_pending:
             return AppendResult(aggregate.version, [], written=False)
-        events, expected, base = self._to_append(aggregate, metadata)
+        events, expected, base = self._to_append(aggregate, metadata, idempotency_key)
         try:
             result = self.store.append(self.aggregate_type, aggregate.id, events, expected)
         except ConcurrencyError:
@@ -399,14 +438,20 @@ class Application:
         return self.repository(cls).get(aggregate_id, version=version, at=at)
 
     def save(
-        self, *aggregates: Aggregate, metadata: Mapping[str, str] | None = None
+        self,
+        *aggregates: Aggregate,
+        metadata: Mapping[str, str] | None = None,
+        idempotency_key: str | None = None,
     ) -> list[AppendResult]:
         """Append each aggregate's pending events: atomic per aggregate, not across them.
 
         Returns one AppendResult per aggregate: its new version and the Kafka position
-        (topic, partition, offset) of each event written.
+        (topic, partition, offset) of each event written. With ``idempotency_key`` the
+        event ids derive from the key, so a retried command writes nothing new.
         """
-        return [self.repository(type(agg)).append(agg, metadata) for agg in aggregates]
+        return [
+            self.repository(type(agg)).append(agg, metadata, idempotency_key) for agg in aggregates
+        ]
 
     def update(
         self,

@@ -88,19 +88,30 @@ class AsyncRepository(RepositoryCore[A]):
             raise AggregateNotFoundError(self._not_found_message(agg_id, version, at, current))
         return found
 
-    async def save(self, aggregate: A, metadata: Mapping[str, str] | None = None) -> int:
+    async def save(
+        self,
+        aggregate: A,
+        metadata: Mapping[str, str] | None = None,
+        idempotency_key: str | None = None,
+    ) -> int:
         """Append the aggregate's pending events; returns its new version.
 
         Raises ConcurrencyError (nothing written, cache entry dropped) when the stream
-        moved since the aggregate was loaded.
+        moved since the aggregate was loaded. A command retried with the same
+        ``idempotency_key`` (on the state it first ran on) writes nothing new.
         """
-        return (await self.append(aggregate, metadata)).version
+        return (await self.append(aggregate, metadata, idempotency_key)).version
 
-    async def append(self, aggregate: A, metadata: Mapping[str, str] | None = None) -> AppendResult:
+    async def append(
+        self,
+        aggregate: A,
+        metadata: Mapping[str, str] | None = None,
+        idempotency_key: str | None = None,
+    ) -> AppendResult:
         """:meth:`save`, returning the store's AppendResult."""
         if not aggregate._kes_pending:
             return AppendResult(aggregate.version, [], written=False)
-        events, expected, base = self._to_append(aggregate, metadata)
+        events, expected, base = self._to_append(aggregate, metadata, idempotency_key)
         try:
             result = await self.store.append(self.aggregate_type, aggregate.id, events, expected)
         except ConcurrencyError:
@@ -205,11 +216,17 @@ class AsyncApplication:
         return await self.repository(cls).get(aggregate_id, version=version, at=at)
 
     async def save(
-        self, *aggregates: Aggregate, metadata: Mapping[str, str] | None = None
+        self,
+        *aggregates: Aggregate,
+        metadata: Mapping[str, str] | None = None,
+        idempotency_key: str | None = None,
     ) -> list[AppendResult]:
         """Append each aggregate's pending events, one after the other: atomic per
-        aggregate, not across them."""
-        return [await self.repository(type(agg)).append(agg, metadata) for agg in aggregates]
+        aggregate, not across them. See :meth:`kes.Application.save`."""
+        return [
+            await self.repository(type(agg)).append(agg, metadata, idempotency_key)
+            for agg in aggregates
+        ]
 
     @overload
     async def update(

@@ -48,7 +48,7 @@ class MemoryEventStore(EventStore):
             if retry is not None:
                 return retry
             if not expected_matches(expected_version, actual):
-                raise ConcurrencyError(aggregate_type, aggregate_id, expected_version, actual)
+                raise ConcurrencyError.of(aggregate_type, aggregate_id, expected_version, actual)
             envelopes = [
                 to_envelope(aggregate_type, aggregate_id, actual + i + 1, e)
                 for i, e in enumerate(events)
