@@ -12,9 +12,9 @@ from typing import Any, TypeVar
 
 import httpx
 import pytest
+from examples.shop.app import create_app
 from fastapi import FastAPI
 
-from examples.shop.app import create_app
 from kes.aio import AsyncApplication, AsyncKafkaEventStore, AsyncMemoryEventStore
 from kes.store.kafka import KafkaConfig, KafkaEventStore
 from tests.pg import postgres_dsn
@@ -210,9 +210,9 @@ def test_queries_are_served_from_the_exactly_once_read_model(
                 deadline = time.monotonic() + 60
                 while time.monotonic() < deadline:
                     r = await http.get("/orders", params={"customer": "ada"})
-                    if r.status_code == 200 and len(r.json()) == 5:
-                        if all(o["version"] == 2 for o in r.json()):
-                            break
+                    done = r.status_code == 200 and len(r.json()) == 5
+                    if done and all(o["version"] == 2 for o in r.json()):
+                        break
                     await asyncio.sleep(0.2)
                 listed = {o["orderId"]: o for o in r.json()}
                 assert set(listed) == set(ids)
