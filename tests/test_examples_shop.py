@@ -219,6 +219,15 @@ def test_queries_are_served_from_the_exactly_once_read_model(
                 one = await http.get(f"/orders/{ids[2]}")
                 assert one.status_code == 200 and one.headers["etag"] == '"2"'
                 assert one.json()["total"] == "7.5" and one.json()["lines"][0]["quantity"] == 3
+                # Read your own write: wait for the version the command answered.
+                line = {"sku": "late", "quantity": 1, "price": "1"}
+                r = await http.post(
+                    f"/orders/{ids[0]}/add-line", json=line, headers={"If-Match": '"2"'}
+                )
+                assert r.headers["etag"] == '"3"'
+                mine = await http.get(f"/orders/{ids[0]}", params={"minVersion": 3})
+                assert mine.status_code == 200 and mine.json()["version"] == 3
+                assert "late" in {x["sku"] for x in mine.json()["lines"]}
                 missing = await http.get("/orders/none-such")
                 assert missing.status_code == 404
                 assert missing.headers["content-type"] == "application/problem+json"

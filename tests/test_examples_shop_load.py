@@ -108,7 +108,9 @@ def test_shop_under_locust_with_a_kill_9_loses_and_duplicates_no_acknowledged_co
         service = start_service(kafka_config, dsn, tables, server_log)
         ready_at = wait_ready(service)
         assert locust.wait(SECONDS + 120) is not None
-        outcomes = [json.loads(line) for line in outcomes_path.read_text().splitlines() if line]
+        rows = [json.loads(line) for line in outcomes_path.read_text().splitlines() if line]
+        outcomes = [o for o in rows if o["key"] is not None]  # commands
+        queries = [o for o in rows if o["key"] is None]
 
         # -- every 2xx command is in the log exactly once ------------------------------
         records = read_log(
@@ -128,7 +130,7 @@ def test_shop_under_locust_with_a_kill_9_loses_and_duplicates_no_acknowledged_co
                 assert r["version"] == acknowledged[key]["version"], key
 
         # -- no 5xx but during the outage ----------------------------------------------
-        errors = [o for o in outcomes if o["status"] >= 500]
+        errors = [o for o in rows if o["status"] >= 500]
         outside = [o for o in errors if not killed_at <= o["t"] <= ready_at + OUTAGE_GRACE_S]
         assert not outside, f"5xx outside the outage: {outside[:5]}"
         retried = {o["key"] for o in outcomes if o["status"] == 0 or o["status"] >= 500}
@@ -136,9 +138,11 @@ def test_shop_under_locust_with_a_kill_9_loses_and_duplicates_no_acknowledged_co
         print(
             f"\nshop under locust: {len(ok)} commands 2xx ({dict(kinds)}), "
             f"{len(retried)} retried across the kill ({sum(o['status'] == 0 for o in outcomes)} "
-            f"connection errors, {len(errors)} 5xx), outage {ready_at - killed_at:.1f}s, "
-            f"{len(records)} events in the log"
+            f"connection errors, {len(errors)} 5xx), {len(queries)} queries "
+            f"({dict(Counter(q['status'] for q in queries))}), outage "
+            f"{ready_at - killed_at:.1f}s, {len(records)} events in the log"
         )
+        assert sum(q["status"] == 200 for q in queries) > 100, "the queries did not happen"
         assert len(ok) > 500 and retried, "the load or the kill did not happen"
 
         # -- the read model converges on the log -----------------------------------------

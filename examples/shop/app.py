@@ -11,7 +11,8 @@ the ``ETag``. Optimistic concurrency the HTTP way:
   write nothing new: its event ids derive from the key and the store recognises them.
 
 Queries (GET) are served from the exactly-once read model (``read_model.py``), which lags
-the commands by a few milliseconds. Errors are problem details (RFC 9457,
+the commands by some milliseconds; ``GET /orders/{id}?minVersion=N`` waits (up to 2 s)
+until it shows version N, so a client reads its own writes. Errors are problem details (RFC 9457,
 ``application/problem+json``). The OpenAPI document is at ``/openapi.json``.
 
     make shop      # broker, PostgreSQL, then uvicorn examples.shop.app:app on 127.0.0.1
@@ -24,10 +25,12 @@ the native asyncio one: the benchmark's comparison).
 
 from __future__ import annotations
 
+import asyncio
 import contextlib
 import logging
 import os
 import threading
+import time
 import uuid
 from collections.abc import AsyncIterator, Callable
 from dataclasses import dataclass
@@ -44,6 +47,7 @@ from examples.shop.read_model import OrderQueries, summaries
 from kes.aio import AsyncApplication, AsyncEventStore
 
 log = logging.getLogger("examples.shop")
+READ_WAIT_S = 2.0  # the longest a query waits for the read model to reach ``minVersion``
 
 
 # ---- the HTTP shapes ----------------------------------------------------------------
@@ -318,14 +322,34 @@ def create_app(
         responses=problem_responses(404, 503),
         summary="An order, from the read model",
     )
-    async def get_order(order_id: str, request: Request, response: Response) -> Any:
-        found = await _queries(shop(request)).order(order_id)
+    async def get_order(
+        order_id: str,
+        request: Request,
+        response: Response,
+        min_version: Annotated[
+            int | None,
+            Query(
+                alias="minVersion",
+                ge=1,
+                description="wait (up to 2 s) until the read model has this version: read "
+                "your own writes by passing the version a command answered",
+            ),
+        ] = None,
+    ) -> Any:
+        queries = _queries(shop(request))
+        found = await queries.order(order_id)
+        deadline = time.monotonic() + READ_WAIT_S
+        while min_version is not None and time.monotonic() < deadline:
+            if found is not None and found["version"] >= min_version:
+                break
+            await asyncio.sleep(0.02)
+            found = await queries.order(order_id)
         if found is None:
             raise Problem(
                 404,
                 "No such order",
                 f"the read model has no order {order_id!r} (yet: it lags commands by "
-                "milliseconds).",
+                "milliseconds; pass minVersion to wait for your own writes).",
                 code="not_found",
             )
         response.headers["ETag"] = etag(found["version"])
