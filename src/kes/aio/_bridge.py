@@ -14,7 +14,9 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import threading
-from collections.abc import AsyncIterator, Callable, Iterator
+import time
+from collections import deque
+from collections.abc import AsyncGenerator, Callable, Iterator
 from typing import TYPE_CHECKING, Generic, TypeVar
 
 if TYPE_CHECKING:
@@ -48,12 +50,20 @@ class InFlight:
 
 
 class Completions:
-    """Appends finished on other threads, resolved on ``loop`` in batches."""
+    """Appends finished on other threads, resolved on ``loop`` in batches; and a watch
+    that wakes, about once a second, the waiters whose answer is overdue (one timer per
+    loop instead of one per append)."""
+
+    SWEEP_S = 1.0
 
     def __init__(self, loop: asyncio.AbstractEventLoop) -> None:
         self.loop = loop
         self._lock = threading.Lock()
         self._done: list[InFlight] = []
+        # (time.monotonic() after which to wake it, flight), about in that order: the
+        # timeouts of one store differ little, so a later entry rarely expires sooner.
+        self._watched: deque[tuple[float, InFlight]] = deque()
+        self._sweeping = False
 
     def push(self, flight: InFlight) -> None:
         with self._lock:
@@ -69,6 +79,31 @@ class Completions:
             done, self._done = self._done, []
         for flight in done:
             wake(flight.future)
+
+    def watch(self, flight: InFlight, timeout: float) -> None:
+        """Wake ``flight``'s waiter after ``timeout`` seconds if no answer came (on the
+        loop; give or take a sweep)."""
+        self._watched.append((time.monotonic() + timeout, flight))
+        if not self._sweeping:
+            self._sweeping = True
+            self.loop.call_later(self.SWEEP_S, self._sweep)
+
+    def _sweep(self) -> None:
+        now = time.monotonic()
+        watched = self._watched
+        while watched:
+            expires, flight = watched[0]
+            if flight.future.done():
+                watched.popleft()
+            elif expires <= now:
+                watched.popleft()
+                wake(flight.future)
+            else:
+                break
+        if watched:
+            self.loop.call_later(self.SWEEP_S, self._sweep)
+        else:
+            self._sweeping = False
 
 
 class _Feed(Generic[T]):
@@ -136,7 +171,7 @@ class _Feed(Generic[T]):
 
 async def iterate_in_thread(
     make: Callable[[threading.Event], Iterator[T]], name: str, limit: int = 2_000
-) -> AsyncIterator[T]:
+) -> AsyncGenerator[T, None]:
     """Iterate ``make(stop)`` on a new thread; ``stop`` is set when this iterator is
     closed (leave an ``async for`` with ``contextlib.aclosing`` to stop it at once)."""
     feed: _Feed[T] = _Feed(asyncio.get_running_loop(), limit)

@@ -29,7 +29,7 @@ import time
 import weakref
 from collections.abc import Sequence
 
-from kes.aio._bridge import Completions, InFlight, wake
+from kes.aio._bridge import Completions, InFlight
 from kes.aio.store import AsyncEventStore
 from kes.envelope import NewEvent, RecordedEvent
 from kes.errors import NotOwnerError, StoreUnavailableError
@@ -143,15 +143,13 @@ class AsyncKafkaEventStore(AsyncEventStore):
         request = flight.request
         assert request is not None
         if not request.done:
-            # One timer, no wrapper task: cheaper than wait_for at thousands of appends.
-            timer = flight.completions.loop.call_later(timeout, wake, flight.future)
+            # No timer per append: the loop's one watch wakes the overdue ones.
+            flight.completions.watch(flight, timeout)
             try:
                 await flight.future
             except asyncio.CancelledError:
                 await self._settle(flight)
                 raise
-            finally:
-                timer.cancel()
         if request.error is not None:
             raise request.error
         if request.result is None:

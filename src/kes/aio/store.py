@@ -11,7 +11,7 @@ hands appends to the writer's commit loop).
 from __future__ import annotations
 
 import asyncio
-from collections.abc import AsyncIterator, Callable, Mapping, Sequence
+from collections.abc import AsyncGenerator, Callable, Mapping, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from typing import Any, Self, TypeVar
 
@@ -31,7 +31,8 @@ class AsyncEventStore:
     ``threads`` bounds the pool that runs the blocking calls (for this class every call;
     for the native subclasses only reads that fetch from Kafka, and first-use set-up).
     ``read_all`` and ``subscribe`` read on a thread of their own each and hand events over
-    in batches, at most ``buffer`` waiting. Use ``async with`` or ``await close()``.
+    in batches: at most ``buffer`` wait, and the reading thread waits while they do.
+    Use ``async with`` or ``await close()``.
     """
 
     def __init__(self, store: EventStore, threads: int = 8, buffer: int = 2_000) -> None:
@@ -83,7 +84,7 @@ class AsyncEventStore:
 
     def read_all(
         self, aggregate_type: str, from_positions: Mapping[int, int] | None = None
-    ) -> AsyncIterator[RecordedEvent]:
+    ) -> AsyncGenerator[RecordedEvent, None]:
         """Every event of a type present when called, in order per partition."""
         check_type(aggregate_type)
         return iterate_in_thread(
@@ -94,7 +95,7 @@ class AsyncEventStore:
 
     def subscribe(
         self, aggregate_type: str, from_positions: Mapping[int, int] | None = None
-    ) -> AsyncIterator[RecordedEvent]:
+    ) -> AsyncGenerator[RecordedEvent, None]:
         """Catch up from ``from_positions``, then yield new events live, until the iterator
         is closed (``async with contextlib.aclosing(store.subscribe(...)) as events``)."""
         check_type(aggregate_type)
@@ -150,7 +151,7 @@ class AsyncMemoryEventStore(AsyncEventStore):
 
     async def read_all(
         self, aggregate_type: str, from_positions: Mapping[int, int] | None = None
-    ) -> AsyncIterator[RecordedEvent]:
+    ) -> AsyncGenerator[RecordedEvent, None]:
         check_type(aggregate_type)
         for i, event in enumerate(self.sync.read_all(aggregate_type, from_positions)):
             if i % 1000 == 999:
