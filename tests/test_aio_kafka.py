@@ -112,3 +112,31 @@ def test_a_thousand_appends_in_flight_on_one_loop_share_the_writers_transactions
     transactions = asyncio.run(scenario())
     # One thread per append would need ~1000 threads; here they share few transactions.
     assert transactions < 100, transactions
+
+
+def test_async_application_on_kafka_loads_from_its_snapshots_and_travels_in_time(
+    kafka_store: KafkaEventStore, kafka_config: KafkaConfig
+) -> None:
+    from examples.users.domain import User
+
+    from kes import KafkaSnapshotStore
+    from kes.aio import AsyncApplication
+
+    async def scenario() -> None:
+        snapshots = KafkaSnapshotStore(kafka_config)
+        store = AsyncKafkaEventStore(store=kafka_store)
+        app = AsyncApplication(store, snapshots=snapshots, snapshot_every={"User": 3})
+        user = User("u1", "jdoe", "e0@example.com")
+        await app.save(user)
+        for i in range(1, 8):
+            user.change_email(f"e{i}@example.com")
+            await app.save(user)
+        snap = await store.run_blocking(snapshots.get, "User", "u1")
+        assert snap is not None and snap.version == 6
+        fresh = AsyncApplication(store, snapshots=snapshots)  # an empty cache
+        loaded = await fresh.get(User, "u1")
+        assert (loaded.version, loaded.email) == (8, "e7@example.com")
+        assert (await fresh.get(User, "u1", version=2)).email == "e1@example.com"
+        await store.run_blocking(snapshots.close)
+
+    asyncio.run(scenario())
