@@ -193,7 +193,7 @@ class ShopServer:
             KES_NAMESPACE=namespace,
             KES_INDEX_DIR=str(ROOT / ".kes" / "bench-aio" / namespace),
             KES_SHOP_API=api,
-            KES_SHOP_READ_MODEL="none",
+            KES_SHOP_DB="none",  # commands only: the read model is not what is measured
         )
         self.port = port
         self.proc = subprocess.Popen(
