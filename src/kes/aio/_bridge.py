@@ -19,8 +19,12 @@ from collections import deque
 from collections.abc import AsyncGenerator, Callable, Iterator
 from typing import TYPE_CHECKING, Generic, TypeVar
 
+from kes.errors import KesError
+
 if TYPE_CHECKING:
     from kes.store.kafka._admission import AppendRequest
+    from kes.store.kafka._partition import OwnedPartition
+    from kes.store.kafka._writer import Writer
 
 __all__ = ["Completions", "InFlight", "iterate_in_thread", "wake"]
 
@@ -50,20 +54,52 @@ class InFlight:
 
 
 class Completions:
-    """Appends finished on other threads, resolved on ``loop`` in batches; and a watch
-    that wakes, about once a second, the waiters whose answer is overdue (one timer per
-    loop instead of one per append)."""
+    """One event loop's traffic with the writer, both ways in batches.
+
+    * Out: appends submitted during one turn of the loop reach the writer together at
+      the end of the turn (one lock, one wake-up of the commit loop; the writer then
+      takes them in one transaction instead of waking for the first and competing with
+      the loop for the GIL while the rest arrive).
+    * Back: appends finished on the writer's thread are resolved on the loop in batches.
+    * A watch wakes, about once a second, the waiters whose answer is overdue (one timer
+      per loop instead of one per append).
+    """
 
     SWEEP_S = 1.0
 
-    def __init__(self, loop: asyncio.AbstractEventLoop) -> None:
+    def __init__(self, loop: asyncio.AbstractEventLoop, writer: Writer) -> None:
         self.loop = loop
+        self.writer = writer
+        self._outbox: list[tuple[OwnedPartition, AppendRequest]] = []
         self._lock = threading.Lock()
         self._done: list[InFlight] = []
         # (time.monotonic() after which to wake it, flight), about in that order: the
         # timeouts of one store differ little, so a later entry rarely expires sooner.
         self._watched: deque[tuple[float, InFlight]] = deque()
         self._sweeping = False
+
+    def submit(self, owned: OwnedPartition, request: AppendRequest) -> None:
+        """Hand ``request`` to the writer at the end of this turn of the loop."""
+        self._outbox.append((owned, request))
+        if len(self._outbox) == 1:
+            self.loop.call_soon(self._send)
+
+    def _send(self) -> None:
+        outbox, self._outbox = self._outbox, []
+        try:
+            self.writer.submit_many(outbox)
+        except KesError as exc:  # the store is closed
+            for _, request in outbox:
+                request.fail(exc)
+
+    def withdraw(self, request: AppendRequest) -> bool:
+        """Take ``request`` back if the writer does not have it yet (True: it will never
+        be written)."""
+        for i, (_, queued) in enumerate(self._outbox):
+            if queued is request:
+                del self._outbox[i]
+                return True
+        return self.writer.withdraw(request)
 
     def push(self, flight: InFlight) -> None:
         with self._lock:

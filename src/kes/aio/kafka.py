@@ -91,7 +91,7 @@ class AsyncKafkaEventStore(AsyncEventStore):
     def _flight(self, loop: asyncio.AbstractEventLoop) -> InFlight:
         completions = self._completions.get(loop)
         if completions is None:
-            completions = self._completions[loop] = Completions(loop)
+            completions = self._completions[loop] = Completions(loop, self.sync.writer)
         return InFlight(completions)
 
     # ---- appends -------------------------------------------------------------------
@@ -124,7 +124,7 @@ class AsyncKafkaEventStore(AsyncEventStore):
             try:
                 if owned is not None:
                     flight.request = request
-                    store.writer.submit(owned, request)
+                    flight.completions.submit(owned, request)
                     return await self._answer(flight, remaining + ANSWER_GRACE_S)
                 reply = await self._forward(m, p, store.append_call(request), remaining)
             except NotOwnerError:
@@ -166,7 +166,7 @@ class AsyncKafkaEventStore(AsyncEventStore):
         wait (through further cancels) until its transaction is decided."""
         request = flight.request
         assert request is not None
-        if self.sync.writer.withdraw(request):
+        if flight.completions.withdraw(request):
             request.fail(
                 StoreUnavailableError(
                     f"the append to {request.aggregate_type} {request.aggregate_id!r} was "
