@@ -208,3 +208,26 @@ def test_concurrent_updates_of_one_aggregate_never_lose_one() -> None:
         assert (await a.get(User, "u1")).version == 21
 
     run(scenario())
+
+
+def test_an_update_retried_with_its_idempotency_key_writes_nothing_new() -> None:
+    from decimal import Decimal
+
+    from examples.shop.domain import Order
+
+    async def scenario() -> None:
+        a = app()
+        await a.save(Order("o1", "ada"), idempotency_key="place-1")
+        await a.save(Order("o1", "ada"), idempotency_key="place-1")  # a retried create
+        for _ in range(2):  # the same command, sent twice
+            await a.update(
+                Order, "o1", lambda o: o.add_line("tea", 1, Decimal(2)), idempotency_key="k1"
+            )
+        order = await a.get(Order, "o1")
+        assert order.version == 2 and order.lines["tea"]["quantity"] == 1
+        await a.update(
+            Order, "o1", lambda o: o.add_line("tea", 1, Decimal(2)), idempotency_key="k2"
+        )
+        assert (await a.get(Order, "o1")).lines["tea"]["quantity"] == 2
+
+    run(scenario())

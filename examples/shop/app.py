@@ -155,7 +155,9 @@ class Shop:
                 run(order)
                 return order
 
-            return await self.app.update(Order, order_id, apply, metadata=_meta(key))
+            return await self.app.update(
+                Order, order_id, apply, metadata=_meta(key), idempotency_key=key
+            )
         wanted = _version(if_match)
         order = await self.app.get(Order, order_id)  # the cached state, caught up
         if order.version != wanted:

@@ -460,18 +460,21 @@ class Application:
         command: Callable[[A], T],
         attempts: int = 5,
         metadata: Mapping[str, str] | None = None,
+        idempotency_key: str | None = None,
     ) -> T:
         """Load, run ``command(aggregate)``, save; on a conflict reload and run it again.
 
         Gives up after ``attempts`` tries and re-raises the last ConcurrencyError.
-        Returns what ``command`` returned.
+        Returns what ``command`` returned. With ``idempotency_key``, running the same
+        command again after it was saved writes nothing new (if it records the same events
+        on the newer state; a command that refuses the newer state raises instead).
         """
 
         @retry_on_conflict(attempts)
         def once() -> T:
             agg = self.get(cls, aggregate_id)
             result = command(agg)
-            self.save(agg, metadata=metadata)
+            self.save(agg, metadata=metadata, idempotency_key=idempotency_key)
             return result
 
         return once()

@@ -236,6 +236,7 @@ class AsyncApplication:
         command: Callable[[A], Awaitable[T]],
         attempts: int = 5,
         metadata: Mapping[str, str] | None = None,
+        idempotency_key: str | None = None,
     ) -> T: ...
     @overload
     async def update(
@@ -245,6 +246,7 @@ class AsyncApplication:
         command: Callable[[A], T],
         attempts: int = 5,
         metadata: Mapping[str, str] | None = None,
+        idempotency_key: str | None = None,
     ) -> T: ...
     async def update(
         self,
@@ -253,10 +255,11 @@ class AsyncApplication:
         command: Callable[[A], Any],
         attempts: int = 5,
         metadata: Mapping[str, str] | None = None,
+        idempotency_key: str | None = None,
     ) -> Any:
         """Load, run ``command(aggregate)`` (a function or a coroutine function), save; on
         a conflict reload and run it again, up to ``attempts`` tries. Returns what
-        ``command`` returned."""
+        ``command`` returned. ``idempotency_key``: see :meth:`kes.Application.update`."""
 
         @retry_on_conflict(attempts)
         async def once() -> Any:
@@ -264,7 +267,7 @@ class AsyncApplication:
             result = command(agg)
             if inspect.isawaitable(result):
                 result = await result
-            await self.save(agg, metadata=metadata)
+            await self.save(agg, metadata=metadata, idempotency_key=idempotency_key)
             return result
 
         return await once()
