@@ -151,6 +151,13 @@ def test_a_retried_command_with_its_idempotency_key_writes_nothing_new() -> None
         events = await app.store.read_stream("Order", "o1")
         assert [e.version for e in events] == [1, 2]
         assert [e.metadata["commandId"] for e in events] == ["k0", "k1"]
+        # With If-Match: * the retry runs on the latest state and is still recognised.
+        star = {"If-Match": "*", "Idempotency-Key": "k3"}
+        first = await http.post("/orders/o1/add-line", json=line, headers=star)
+        retry = await http.post("/orders/o1/add-line", json=line, headers=star)
+        assert first.status_code == retry.status_code == 200
+        assert retry.headers["etag"] == '"3"' and retry.json()["lines"][0]["quantity"] == 2
+        assert await app.store.stream_version("Order", "o1") == 3
         # Another command with the old version and a new key is stale, not a retry.
         other = await http.post(
             "/orders/o1/add-line", json=line, headers={"If-Match": '"1"', "Idempotency-Key": "k2"}

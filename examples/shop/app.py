@@ -155,9 +155,10 @@ class Shop:
                 run(order)
                 return order
 
-            return await self.app.update(
-                Order, order_id, apply, metadata=_meta(key), idempotency_key=key
-            )
+            await self.app.update(Order, order_id, apply, metadata=_meta(key), idempotency_key=key)
+            # The stored state (the command's own object differs from it when this was a
+            # retry recognised as already saved).
+            return await self.app.get(Order, order_id)
         wanted = _version(if_match)
         order = await self.app.get(Order, order_id)  # the cached state, caught up
         if order.version != wanted:

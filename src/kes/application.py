@@ -191,6 +191,11 @@ class RepositoryCore(Generic[A]):
     ) -> Snapshot | None:
         """Record that ``events`` were stored; the snapshot to put now, if one is due."""
         aggregate._kes_pending = []
+        if result.version != aggregate.version:
+            # A retry recognised as already stored, at other versions than this object
+            # counted on (it ran on a newer state): the object is not the stored state.
+            self.forget(aggregate.id)
+            return None
         latest = max(e.timestamp for e in events if e.timestamp is not None)
         if aggregate._kes_timestamp is None or latest > aggregate._kes_timestamp:
             aggregate._kes_timestamp = latest
