@@ -262,7 +262,9 @@ class PostgresCheckpointStore(CheckpointStore):
 
 class AsyncTx(Tx):
     """The open transaction an ``async def`` handler writes through: ``await
-    tx.execute(sql, params)``, ``await tx.query(...)``. Write ``?`` placeholders."""
+    tx.execute(sql, params)``, ``await tx.query(...)``. Write ``?`` placeholders.
+    Statements are pipelined: ``execute`` returns before the server answered (an error
+    surfaces at a later statement or at the commit); ``query`` waits for its rows."""
 
     async def execute(self, sql: str, params: Sequence[Any] = ()) -> Any:
         return await self.connection.execute(self._sql(sql), params)
@@ -314,11 +316,20 @@ class AsyncPostgresCheckpointStore(CheckpointStore):
 
     @contextlib.contextmanager
     def transaction(self) -> Iterator[Tx]:
+        # Pipeline mode, as PostgresCheckpointStore: an awaited statement is sent without
+        # waiting for its reply, so a batch costs a round trip, not one per statement.
         conn = self._connection()
         block = conn.transaction()
         run(block.__aenter__())
         try:
-            yield AsyncTx(conn, "postgresql")
+            piping = conn.pipeline()
+            pipeline = run(piping.__aenter__())
+            try:
+                yield AsyncTx(conn, "postgresql", pipeline)
+            except BaseException as exc:
+                run(piping.__aexit__(type(exc), exc, exc.__traceback__))
+                raise
+            run(piping.__aexit__(None, None, None))
         except BaseException as exc:
             run(block.__aexit__(type(exc), exc, exc.__traceback__))
             raise
@@ -335,6 +346,8 @@ class AsyncPostgresCheckpointStore(CheckpointStore):
         return run(rows())
 
     def _rowcounts(self, tx: Tx, cursors: list[Any]) -> list[int]:
+        if tx._pipeline is not None:
+            run(tx._pipeline.sync())
         return [int(cur.rowcount) for cur in cursors]
 
     def close(self) -> None:
