@@ -9,7 +9,7 @@ export KES_BOOTSTRAP_SERVERS ?= 127.0.0.1:$(KES_PORT)
 BENCH_CLUSTER3_PORT ?= 9292
 BENCH_CLUSTER3_DIR ?= .kes/bench-cluster3
 
-.PHONY: help venv provision broker postgres stop stop-all lint test test-fast demo bench bench-quick clean
+.PHONY: help venv provision broker postgres stop stop-all lint test test-fast demo bench bench-quick clean shop shop-load
 
 help: ## list the targets
 	@grep -E '^[a-z-]+:.*## ' Makefile | sed 's/:.*## /\t/'
@@ -67,3 +67,11 @@ bench-quick: broker ## every workload, small sizes, one node only (< 5 min)
 
 clean: stop-all ## remove the venv and local broker data
 	rm -rf $(VENV) .kes
+
+SHOP_PORT ?= 8000
+
+shop: broker postgres ## the FastAPI example service on kes.aio (uvicorn on 127.0.0.1:$(SHOP_PORT))
+	KES_SHOP_DB=$$(bash scripts/postgres.sh) $(BIN)/uvicorn examples.shop.app:app --host 127.0.0.1 --port $(SHOP_PORT)
+
+shop-load: venv ## 64 Locust shoppers for 30 s against a running `make shop`
+	$(BIN)/locust -f examples/shop/locustfile.py --headless -u 64 -r 64 -t 30s -H http://127.0.0.1:$(SHOP_PORT)

@@ -223,6 +223,55 @@ def test_exactly_once_sql_read_model_equals_the_log_after_kill_9s(
     assert kills == KILLS and appended > 100
 
 
+def test_exactly_once_with_async_handlers_into_postgresql_equals_the_log_after_kill_9s(
+    kafka_config: KafkaConfig,
+    kafka_store: KafkaEventStore,
+    unique: str,
+) -> None:
+    """The same chaos, with ``async def`` handlers awaiting psycopg's asyncio driver."""
+    import psycopg
+
+    dsn = postgres_dsn()
+    table = f"atotals_{unique}"
+    name = f"{unique}.atotals"
+
+    def read_totals() -> dict[str, tuple[int, int]]:
+        with psycopg.connect(dsn) as conn:
+            try:
+                rows = conn.execute(f"SELECT aggregate_id, n, amount FROM {table}").fetchall()
+            except psycopg.errors.UndefinedTable:
+                return {}
+        return {a: (int(n), int(s)) for a, n, s in rows}
+
+    appender = Appender(kafka_store)
+    seconds, kills_wanted = min(CHAOS_SECONDS, 15.0), min(KILLS, 3)  # the short version
+    procs, kills = chaos(
+        lambda: spawn_projector(
+            kafka_config, kind="totals_async", name=name, db=dsn, table=table, batch=100
+        ),
+        seconds,
+        kills_wanted,
+    )
+    appended = appender.stop()
+    records, want = from_log(kafka_config)
+    try:
+        converged = wait_until(lambda: read_totals() == want, 90)
+        got = read_totals()
+        print(
+            f"\nexactly-once (async handlers, postgresql): {appended} events appended, "
+            f"{kills} kill -9s, read model {sum(n for n, _ in got.values())} events / log "
+            f"{len(records)}"
+        )
+        assert converged, f"read model {got} != log {want}"
+        time.sleep(3)  # anything late would be a second application
+        assert read_totals() == want
+    finally:
+        stop_all(procs)
+        with psycopg.connect(dsn, autocommit=True) as conn:
+            conn.execute(f"DROP TABLE IF EXISTS {table}")
+    assert kills == kills_wanted and appended > 100
+
+
 # ---- at-least-once and at-most-once, offsets in Kafka -------------------------------
 
 

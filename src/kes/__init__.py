@@ -3,7 +3,8 @@
 Everything an application needs is importable from here. The Kafka backend
 (``KafkaEventStore``, ``KafkaConfig``, ``KafkaSnapshotStore``) loads on first use, so
 ``import kes`` alone never loads the Kafka client. Extensions have their own doors:
-``kes.projections``, ``kes.streams``, ``kes.schemas``, ``kes.testing``.
+``kes.aio`` (the same API for asyncio), ``kes.projections``, ``kes.streams``,
+``kes.schemas``, ``kes.testing``.
 """
 
 from __future__ import annotations

@@ -9,7 +9,9 @@ process manager (see ``examples/bank/transfers.py``) and idempotent commands.
 
 from __future__ import annotations
 
+import asyncio
 import functools
+import inspect
 import logging
 import random
 import threading
@@ -32,10 +34,17 @@ from kes.errors import (
     KesError,
     StreamExistsError,
 )
-from kes.snapshots import SnapshotStore, restore, take_snapshot
+from kes.snapshots import Snapshot, SnapshotStore, restore, take_snapshot
 from kes.store.base import NO_STREAM, AppendResult, EventStore, Expected
 
-__all__ = ["Application", "EventValidator", "Repository", "retry_on_conflict"]
+__all__ = [
+    "Application",
+    "EventValidator",
+    "Repository",
+    "RepositoryCore",
+    "idempotent_event_id",
+    "retry_on_conflict",
+]
 
 A = TypeVar("A", bound=Aggregate)
 T = TypeVar("T")
@@ -54,17 +63,24 @@ CONFLICT_BACKOFF_S = 0.01
 EventValidator = Callable[[type[Aggregate], Sequence[NewEvent]], None]
 
 
-class Repository(Generic[A]):
-    """Loads and saves aggregates of one class, with snapshots and an LRU cache.
+_IDEMPOTENCY = uuid.UUID("5c1b3f44-9f6e-4b7e-8f2a-6b8c2f1d0e15")
 
-    The cache holds current states only and hands out copies, so callers cannot
-    corrupt it. A cache hit still reads any events appended since (normally none),
-    so a load always returns the store's current state.
-    """
+
+def idempotent_event_id(aggregate_type: str, aggregate_id: str, key: str, index: int) -> str:
+    """The id of the ``index``-th event a command with idempotency ``key`` records for an
+    aggregate: the same command retried with the same key records the same ids, which the
+    store recognises as already written (it writes nothing and answers as before)."""
+    return str(uuid.uuid5(_IDEMPOTENCY, f"{aggregate_type}/{aggregate_id}/{key}/{index}"))
+
+
+class RepositoryCore(Generic[A]):
+    """What a repository decides, whatever does its I/O: argument checks, the cache,
+    which snapshot serves a load, an append's arguments, what a save leaves behind.
+    :class:`Repository` does the I/O with threads, ``kes.aio.AsyncRepository`` with
+    asyncio; both are this class plus their store calls."""
 
     def __init__(
         self,
-        store: EventStore,
         aggregate_cls: type[A],
         snapshots: SnapshotStore | None = None,
         snapshot_every: int | None = None,
@@ -75,7 +91,6 @@ class Repository(Generic[A]):
         every = snapshot_every if snapshot_every is not None else aggregate_cls.snapshot_every
         if every is not None and every < 1:
             raise InvalidInputError(f"snapshot_every must be >= 1 or None, got {every}.")
-        self.store = store
         self.aggregate_cls = aggregate_cls
         self.aggregate_type = aggregate_cls.aggregate_type
         self.snapshots = snapshots
@@ -86,96 +101,80 @@ class Repository(Generic[A]):
         self._cache: OrderedDict[str, A] = OrderedDict()
         self._lock = threading.Lock()
 
-    def get(
-        self, aggregate_id: str | uuid.UUID, version: int | None = None, at: datetime | None = None
-    ) -> A:
-        """The aggregate now, after its first ``version`` events, or as of time ``at``.
+    # ---- loading ------------------------------------------------------------------
 
-        ``at`` selects the events up to the last one stamped at or before it.
-        Raises AggregateNotFoundError when no such state exists.
-        """
-        agg_id = str(aggregate_id)
+    @staticmethod
+    def _check_get(version: int | None, at: datetime | None) -> None:
         if version is not None and (isinstance(version, bool) or version < 1):
             raise InvalidInputError(f"version must be an int >= 1 or None, got {version!r}.")
         if at is not None and at.tzinfo is None:
             raise InvalidInputError(f"at must be timezone-aware, got {at!r}.")
-        if version is not None or at is not None:
-            return self._load(agg_id, version, at)
-        hit = self._cached(agg_id)
-        if hit is not None:
-            return hit
-        agg = self._load(agg_id, None, None)
-        self._remember(agg._kes_clone())
-        return agg
 
-    def _cached(self, agg_id: str) -> A | None:
-        """A copy of the cached aggregate, caught up with events appended since."""
+    def _cached_copy(self, agg_id: str) -> A | None:
+        """A copy of the cached aggregate (not yet caught up), or None."""
         with self._lock:
             cached = self._cache.get(agg_id)
             if cached is None:
                 return None
             self._cache.move_to_end(agg_id)
-            agg = cached._kes_clone()
-        new = self.store.read_stream(self.aggregate_type, agg_id, agg.version + 1)
+            return cached._kes_clone()
+
+    def _caught_up(self, agg: A, new: list[RecordedEvent]) -> A:
+        """``agg`` (a cache copy) with the events appended since it was cached."""
         if new:
             self.aggregate_cls.replay(new, into=agg)
             self._remember(agg._kes_clone())
         return agg
 
-    def __contains__(self, aggregate_id: object) -> bool:
-        return isinstance(aggregate_id, str | uuid.UUID) and self.store.exists(
-            self.aggregate_type, str(aggregate_id)
-        )
+    def _start_from(
+        self, snap: Snapshot | None, version: int | None, at: datetime | None
+    ) -> A | None:
+        """The aggregate a snapshot gives for a load of ``version`` / ``at``, if it serves."""
+        if (
+            snap is not None
+            and (version is None or snap.version <= version)
+            and (at is None or (snap.timestamp is not None and snap.timestamp <= at))
+        ):
+            return restore(self.aggregate_cls, snap)
+        return None
 
-    def _load(self, agg_id: str, version: int | None, at: datetime | None) -> A:
-        cls = self.aggregate_cls
-        agg: A | None = None
-        if self.snapshots is not None:
-            try:
-                snap = self.snapshots.get(self.aggregate_type, agg_id)
-            except KesError as exc:  # snapshots are a cache: the events alone suffice
-                log.warning("snapshot of %s %r unavailable: %s", self.aggregate_type, agg_id, exc)
-                snap = None
-            if (
-                snap is not None
-                and (version is None or snap.version <= version)
-                and (at is None or (snap.timestamp is not None and snap.timestamp <= at))
-            ):
-                agg = restore(cls, snap)
-        start = 1 if agg is None else agg.version + 1
-        events: Iterable[RecordedEvent] = self.store.read_stream(
-            self.aggregate_type, agg_id, start, version
-        )
+    def _snapshot_failed(self, agg_id: str, exc: KesError) -> None:
+        # snapshots are a cache: the events alone suffice
+        log.warning("snapshot of %s %r unavailable: %s", self.aggregate_type, agg_id, exc)
+
+    def _replayed(
+        self,
+        agg: A | None,
+        events: Iterable[RecordedEvent],
+        version: int | None,
+        at: datetime | None,
+    ) -> A | None:
+        """``agg`` (or a new aggregate) after ``events``; None when no such state exists."""
         if at is not None:
             events = takewhile(lambda e: e.timestamp <= at, events)
-        agg = cls.replay(events, into=agg)
+        agg = self.aggregate_cls.replay(events, into=agg)
         if agg is None or (version is not None and agg.version < version):
-            raise AggregateNotFoundError(self._not_found(agg_id, version, at))
+            return None
         return agg
 
-    def _not_found(self, agg_id: str, version: int | None, at: datetime | None) -> str:
+    def _not_found_message(
+        self, agg_id: str, version: int | None, at: datetime | None, current: int
+    ) -> str:
         what = f"{self.aggregate_type} {agg_id!r}"
-        current = self.store.stream_version(self.aggregate_type, agg_id)
         if current == 0:
             return f"{what} does not exist (no events); create it first or check the id."
         if version is not None:
             return f"{what} is at version {current}; it has no version {version}."
         return f"{what} did not exist yet at {at}; its first event is later."
 
-    def save(self, aggregate: A, metadata: Mapping[str, str] | None = None) -> int:
-        """Append the aggregate's pending events; returns its new version.
+    # ---- saving -------------------------------------------------------------------
 
-        Raises ConcurrencyError (nothing written, cache entry dropped) when the stream
-        moved since the aggregate was loaded.
-        """
-        return self.append(aggregate, metadata).version
-
-    def append(self, aggregate: A, metadata: Mapping[str, str] | None = None) -> AppendResult:
-        """:meth:`save`, returning the store's AppendResult: the new version and where each
-        event landed (no positions, ``written=False``, when nothing was pending)."""
+    def _to_append(
+        self, aggregate: A, metadata: Mapping[str, str] | None, idempotency_key: str | None = None
+    ) -> tuple[list[NewEvent], Expected, int]:
+        """(events to append, expected version, version loaded at); validated. With an
+        ``idempotency_key`` the event ids derive from it (see :func:`idempotent_event_id`)."""
         pending = aggregate._kes_pending
-        if not pending:
-            return AppendResult(aggregate.version, [], written=False)
         base = aggregate.version - len(pending)
         expected: Expected = NO_STREAM if base == 0 else base
         stamp = self.clock()
@@ -186,14 +185,30 @@ class Repository(Generic[A]):
             )
             for e in pending
         ]
+        if idempotency_key is not None:
+            events = [
+                msgspec.structs.replace(
+                    e,
+                    event_id=idempotent_event_id(
+                        self.aggregate_type, aggregate.id, idempotency_key, i
+                    ),
+                )
+                for i, e in enumerate(events)
+            ]
         if self.validator is not None:
             self.validator(self.aggregate_cls, events)  # raises: nothing written
-        try:
-            result = self.store.append(self.aggregate_type, aggregate.id, events, expected)
-        except ConcurrencyError:
-            self.forget(aggregate.id)
-            raise
+        return events, expected, base
+
+    def _saved(
+        self, aggregate: A, events: list[NewEvent], base: int, result: AppendResult
+    ) -> Snapshot | None:
+        """Record that ``events`` were stored; the snapshot to put now, if one is due."""
         aggregate._kes_pending = []
+        if result.version != aggregate.version:
+            # A retry recognised as already stored, at other versions than this object
+            # counted on (it ran on a newer state): the object is not the stored state.
+            self.forget(aggregate.id)
+            return None
         latest = max(e.timestamp for e in events if e.timestamp is not None)
         if aggregate._kes_timestamp is None or latest > aggregate._kes_timestamp:
             aggregate._kes_timestamp = latest
@@ -206,10 +221,16 @@ class Repository(Generic[A]):
         ):
             try:
                 last = result.positions[-1] if result.positions else None
-                self.snapshots.put(take_snapshot(aggregate, last))
-            except KesError as exc:  # the events are saved; a missing snapshot only slows loads
-                log.warning("snapshot of %s %r failed: %s", self.aggregate_type, aggregate.id, exc)
-        return result
+                return take_snapshot(aggregate, last)
+            except KesError as exc:
+                self._snapshot_not_saved(aggregate, exc)
+        return None
+
+    def _snapshot_not_saved(self, aggregate: A, exc: KesError) -> None:
+        # the events are saved; a missing snapshot only slows loads
+        log.warning("snapshot of %s %r failed: %s", self.aggregate_type, aggregate.id, exc)
+
+    # ---- the cache ----------------------------------------------------------------
 
     def forget(self, aggregate_id: str) -> None:
         """Drop an aggregate from the cache."""
@@ -227,6 +248,116 @@ class Repository(Generic[A]):
             self._cache.move_to_end(aggregate.id)
             while len(self._cache) > self.cache_size:
                 self._cache.popitem(last=False)
+
+
+class Repository(RepositoryCore[A]):
+    """Loads and saves aggregates of one class, with snapshots and an LRU cache.
+
+    The cache holds current states only and hands out copies, so callers cannot
+    corrupt it. A cache hit still reads any events appended since (normally none),
+    so a load always returns the store's current state.
+    """
+
+    def __init__(
+        self,
+        store: EventStore,
+        aggregate_cls: type[A],
+        snapshots: SnapshotStore | None = None,
+        snapshot_every: int | None = None,
+        cache_size: int = 1000,
+        clock: Callable[[], datetime] = now,
+        validator: EventValidator | None = None,
+    ) -> None:
+        super().__init__(aggregate_cls, snapshots, snapshot_every, cache_size, clock, validator)
+        self.store = store
+
+    def get(
+        self, aggregate_id: str | uuid.UUID, version: int | None = None, at: datetime | None = None
+    ) -> A:
+        """The aggregate now, after its first ``version`` events, or as of time ``at``.
+
+        ``at`` selects the events up to the last one stamped at or before it.
+        Raises AggregateNotFoundError when no such state exists.
+        """
+        agg_id = str(aggregate_id)
+        self._check_get(version, at)
+        if version is not None or at is not None:
+            return self._load(agg_id, version, at)
+        hit = self._cached(agg_id)
+        if hit is not None:
+            return hit
+        agg = self._load(agg_id, None, None)
+        self._remember(agg._kes_clone())
+        return agg
+
+    def _cached(self, agg_id: str) -> A | None:
+        """A copy of the cached aggregate, caught up with events appended since."""
+        agg = self._cached_copy(agg_id)
+        if agg is None:
+            return None
+        return self._caught_up(
+            agg, self.store.read_stream(self.aggregate_type, agg_id, agg.version + 1)
+        )
+
+    def __contains__(self, aggregate_id: object) -> bool:
+        return isinstance(aggregate_id, str | uuid.UUID) and self.store.exists(
+            self.aggregate_type, str(aggregate_id)
+        )
+
+    def _load(self, agg_id: str, version: int | None, at: datetime | None) -> A:
+        agg: A | None = None
+        if self.snapshots is not None:
+            try:
+                snap = self.snapshots.get(self.aggregate_type, agg_id)
+            except KesError as exc:
+                self._snapshot_failed(agg_id, exc)
+                snap = None
+            agg = self._start_from(snap, version, at)
+        start = 1 if agg is None else agg.version + 1
+        events = self.store.read_stream(self.aggregate_type, agg_id, start, version)
+        found = self._replayed(agg, events, version, at)
+        if found is None:
+            current = self.store.stream_version(self.aggregate_type, agg_id)
+            raise AggregateNotFoundError(self._not_found_message(agg_id, version, at, current))
+        return found
+
+    def save(
+        self,
+        aggregate: A,
+        metadata: Mapping[str, str] | None = None,
+        idempotency_key: str | None = None,
+    ) -> int:
+        """Append the aggregate's pending events; returns its new version.
+
+        Raises ConcurrencyError (nothing written, cache entry dropped) when the stream
+        moved since the aggregate was loaded. A command retried with the same
+        ``idempotency_key`` (on the state it first ran on) writes nothing new.
+        """
+        return self.append(aggregate, metadata, idempotency_key).version
+
+    def append(
+        self,
+        aggregate: A,
+        metadata: Mapping[str, str] | None = None,
+        idempotency_key: str | None = None,
+    ) -> AppendResult:
+        """:meth:`save`, returning the store's AppendResult: the new version and where each
+        event landed (no positions, ``written=False``, when nothing was pending)."""
+        if not aggregate._kes_pending:
+            return AppendResult(aggregate.version, [], written=False)
+        events, expected, base = self._to_append(aggregate, metadata, idempotency_key)
+        try:
+            result = self.store.append(self.aggregate_type, aggregate.id, events, expected)
+        except ConcurrencyError:
+            self.forget(aggregate.id)
+            raise
+        snapshot = self._saved(aggregate, events, base, result)
+        if snapshot is not None and self.snapshots is not None:
+            try:
+                self.snapshots.put(snapshot)
+            except KesError as exc:
+                self._snapshot_not_saved(aggregate, exc)
+        return result
 
 
 class Application:
@@ -328,14 +459,20 @@ class Application:
         return self.repository(cls).get(aggregate_id, version=version, at=at)
 
     def save(
-        self, *aggregates: Aggregate, metadata: Mapping[str, str] | None = None
+        self,
+        *aggregates: Aggregate,
+        metadata: Mapping[str, str] | None = None,
+        idempotency_key: str | None = None,
     ) -> list[AppendResult]:
         """Append each aggregate's pending events: atomic per aggregate, not across them.
 
         Returns one AppendResult per aggregate: its new version and the Kafka position
-        (topic, partition, offset) of each event written.
+        (topic, partition, offset) of each event written. With ``idempotency_key`` the
+        event ids derive from the key, so a retried command writes nothing new.
         """
-        return [self.repository(type(agg)).append(agg, metadata) for agg in aggregates]
+        return [
+            self.repository(type(agg)).append(agg, metadata, idempotency_key) for agg in aggregates
+        ]
 
     def update(
         self,
@@ -345,19 +482,22 @@ class Application:
         attempts: int = CONFLICT_ATTEMPTS,
         metadata: Mapping[str, str] | None = None,
         backoff: float = CONFLICT_BACKOFF_S,
+        idempotency_key: str | None = None,
     ) -> T:
         """Load, run ``command(aggregate)``, save; on a conflict reload and run it again,
         with :func:`retry_on_conflict`'s policy (jittered, doubling pauses).
 
         Gives up after ``attempts`` tries and re-raises the last ConcurrencyError.
-        Returns what ``command`` returned.
+        Returns what ``command`` returned. With ``idempotency_key``, running the same
+        command again after it was saved writes nothing new (if it records the same events
+        on the newer state; a command that refuses the newer state raises instead).
         """
 
         @retry_on_conflict(attempts, backoff)
         def once() -> T:
             agg = self.get(cls, aggregate_id)
             result = command(agg)
-            self.save(agg, metadata=metadata)
+            self.save(agg, metadata=metadata, idempotency_key=idempotency_key)
             return result
 
         return once()
@@ -373,14 +513,38 @@ def retry_on_conflict(
     seconds before the second, doubled before each further one, each pause drawn
     between half and all of that, so that contending processes spread out (``0``: no
     pause). A StreamExistsError (creating an aggregate that exists) propagates at once:
-    running the same creation again cannot succeed.
+    running the same creation again cannot succeed. An ``async def`` function is
+    retried the same way, pausing with ``asyncio.sleep``.
     """
     if attempts < 1:
         raise InvalidInputError(f"attempts must be >= 1, got {attempts}.")
     if backoff < 0:
         raise InvalidInputError(f"backoff must be >= 0 seconds, got {backoff}.")
 
+    def pause(fn: Callable[..., Any], attempt: int) -> float:
+        log.debug("conflict in %s, attempt %d of %d", fn.__name__, attempt, attempts)
+        if backoff <= 0:
+            return 0.0
+        return float(backoff * 2.0 ** (attempt - 1) * (0.5 + random.random() / 2))
+
     def decorate(fn: Callable[P, T]) -> Callable[P, T]:
+        if inspect.iscoroutinefunction(fn):
+
+            @functools.wraps(fn)
+            async def retrying(*args: P.args, **kwargs: P.kwargs) -> Any:
+                for attempt in range(1, attempts + 1):
+                    try:
+                        return await fn(*args, **kwargs)
+                    except StreamExistsError:
+                        raise
+                    except ConcurrencyError:
+                        if attempt == attempts:
+                            raise
+                        await asyncio.sleep(pause(fn, attempt))
+                raise AssertionError("unreachable")
+
+            return retrying  # type: ignore[return-value]
+
         @functools.wraps(fn)
         def wrapper(*args: P.args, **kwargs: P.kwargs) -> T:
             for attempt in range(1, attempts + 1):
@@ -391,10 +555,9 @@ def retry_on_conflict(
                 except ConcurrencyError:
                     if attempt == attempts:
                         raise
-                    log.debug("conflict in %s, attempt %d of %d", fn.__name__, attempt, attempts)
-                    if backoff > 0:
-                        pause = backoff * (2 ** (attempt - 1))
-                        time.sleep(pause * (0.5 + random.random() / 2))
+                    seconds = pause(fn, attempt)
+                    if seconds:
+                        time.sleep(seconds)
             raise AssertionError("unreachable")
 
         return wrapper

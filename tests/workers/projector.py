@@ -8,6 +8,7 @@ file, committing each row at once, so duplicates and gaps can be counted afterwa
 from __future__ import annotations
 
 import argparse
+import asyncio
 import json
 import logging
 import os
@@ -18,7 +19,14 @@ import time
 from typing import Any, ClassVar
 
 from kes.envelope import RecordedEvent
-from kes.projections import Guarantee, Projection, ProjectionRunner, SqlProjection, Tx
+from kes.projections import (
+    AsyncTx,
+    Guarantee,
+    Projection,
+    ProjectionRunner,
+    SqlProjection,
+    Tx,
+)
 from kes.store.kafka import KafkaConfig
 
 
@@ -42,6 +50,34 @@ class Totals(SqlProjection):
         if event.payload.get("poison"):
             raise ValueError(f"poison event {event.event_id}")
         tx.execute(
+            f"INSERT INTO {self.table} (aggregate_id, n, amount) VALUES (?, 1, ?) "
+            f"ON CONFLICT (aggregate_id) DO UPDATE SET n = {self.table}.n + 1, "
+            f"amount = {self.table}.amount + excluded.amount",
+            (event.aggregate_id, int(event.payload["amount"])),
+        )
+
+
+class AsyncTotals(SqlProjection):
+    """:class:`Totals` with ``async def`` handlers on PostgreSQL's asyncio driver."""
+
+    name = "totals"
+    aggregate_types = ("Acct",)
+    table: ClassVar[str] = "totals"
+
+    async def setup(self, tx: AsyncTx) -> None:
+        await tx.execute(
+            f"CREATE TABLE IF NOT EXISTS {self.table} (aggregate_id TEXT PRIMARY KEY, "
+            "n BIGINT NOT NULL, amount BIGINT NOT NULL)"
+        )
+
+    async def reset(self, tx: AsyncTx) -> None:
+        await tx.execute(f"DELETE FROM {self.table}")
+
+    async def on_Added(self, event: RecordedEvent, tx: AsyncTx) -> None:
+        if event.payload.get("poison"):
+            raise ValueError(f"poison event {event.event_id}")
+        await asyncio.sleep(0)  # a real await between statements
+        await tx.execute(
             f"INSERT INTO {self.table} (aggregate_id, n, amount) VALUES (?, 1, ?) "
             f"ON CONFLICT (aggregate_id) DO UPDATE SET n = {self.table}.n + 1, "
             f"amount = {self.table}.amount + excluded.amount",
@@ -76,6 +112,11 @@ def totals_class(name: str, aggregate_type: str, table: str) -> type[Totals]:
     return type("Totals", (Totals,), attrs)
 
 
+def async_totals_class(name: str, aggregate_type: str, table: str) -> type[AsyncTotals]:
+    attrs: dict[str, Any] = {"name": name, "aggregate_types": (aggregate_type,), "table": table}
+    return type("AsyncTotals", (AsyncTotals,), attrs)
+
+
 def applied_class(
     name: str, aggregate_type: str, path: str, guarantee: Guarantee, delay_s: float = 0.0
 ) -> type[Applied]:
@@ -92,7 +133,7 @@ def applied_class(
 def main() -> None:
     ap = argparse.ArgumentParser()
     ap.add_argument("--config", required=True, help="KafkaConfig fields as JSON")
-    ap.add_argument("--kind", choices=["totals", "applied"], required=True)
+    ap.add_argument("--kind", choices=["totals", "totals_async", "applied"], required=True)
     ap.add_argument("--name", required=True)
     ap.add_argument("--type", default="Acct")
     ap.add_argument("--db", required=True, help="database URL (totals) or SQLite file")
@@ -109,6 +150,9 @@ def main() -> None:
     if args.kind == "totals":
         projection = totals_class(args.name, args.type, args.table)()
         database: str | None = args.db
+    elif args.kind == "totals_async":
+        projection = async_totals_class(args.name, args.type, args.table)()
+        database = args.db
     else:
         projection = applied_class(args.name, args.type, args.db, args.guarantee, args.delay)()
         database = None

@@ -1,6 +1,8 @@
 """Read models: projections fed by consumer groups under a chosen processing guarantee."""
 
 from kes.projections.checkpoints import (
+    AsyncPostgresCheckpointStore,
+    AsyncTx,
     CheckpointStore,
     PostgresCheckpointStore,
     SqliteCheckpointStore,
@@ -21,6 +23,8 @@ from kes.projections.projection import (
 from kes.projections.runner import ProjectionRunner, RunStats
 
 __all__ = [
+    "AsyncPostgresCheckpointStore",
+    "AsyncTx",
     "CheckpointConflictError",
     "CheckpointStore",
     "EventTypeTopics",

@@ -23,6 +23,7 @@ from kes.kafka.consume import read_range, watermarks
 from kes.kafka.errors import kafka_errors
 from kes.kafka.topics import Topics
 from kes.processes import import_attribute, run_members
+from kes.projections._aio import resolve
 from kes.projections.checkpoints import CheckpointStore, open_checkpoints
 from kes.projections.errors import ProjectionError
 from kes.projections.projection import KafkaProcessor, Projection, SqlProjection
@@ -256,11 +257,13 @@ def rewind(
             "before a replay (a running member would keep or commit its own positions)."
         )
     if isinstance(projection, SqlProjection):
-        store = open_checkpoints(database_url(projection, database))
+        store = open_checkpoints(
+            database_url(projection, database), asynchronous=projection.is_async
+        )
         store.setup()
         with store.transaction() as tx:
-            projection.setup(tx)
-            projection.reset(tx)
+            resolve(projection.setup(tx))
+            resolve(projection.reset(tx))
             store.reset(tx, projection.name, offsets)
         return store
     consumer = plain_consumer(config, group)

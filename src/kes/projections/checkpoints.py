@@ -13,11 +13,13 @@ import abc
 import contextlib
 import os
 import sqlite3
+import threading
 import time
 from collections.abc import Iterator, Mapping, Sequence
 from pathlib import Path
 from typing import Any, Literal
 
+from kes.projections._aio import run
 from kes.projections.errors import CheckpointConflictError, ProjectionError
 
 Dialect = Literal["sqlite", "postgresql"]
@@ -49,6 +51,17 @@ def to_pyformat(sql: str) -> str:
         else:
             out.append(ch)
     return "".join(out)
+
+
+LOAD_SQL = "SELECT topic, partition, next_offset FROM kes_offsets WHERE projection = ?"
+INSERT_SQL = (
+    "INSERT INTO kes_offsets (projection, topic, partition, next_offset) "
+    "VALUES (?, ?, ?, ?) ON CONFLICT DO NOTHING"
+)
+UPDATE_SQL = (
+    "UPDATE kes_offsets SET next_offset = ? WHERE projection = ? AND "
+    "topic = ? AND partition = ? AND next_offset = ?"
+)
 
 
 class Tx:
@@ -105,7 +118,7 @@ class CheckpointStore(abc.ABC):
         for attempt in range(5):
             try:
                 with self.transaction() as tx:
-                    tx.execute(OFFSETS_DDL)
+                    self._execute(tx, OFFSETS_DDL)
                 return
             except Exception as exc:
                 if attempt == 4:
@@ -114,11 +127,20 @@ class CheckpointStore(abc.ABC):
                     ) from exc
                 time.sleep(0.2 * (attempt + 1))
 
+    # How kes runs its own statements in ``tx`` (an async store overrides these three).
+
+    def _execute(self, tx: Tx, sql: str, params: Sequence[Any] = ()) -> Any:
+        return tx.execute(sql, params)
+
+    def _query(self, tx: Tx, sql: str, params: Sequence[Any] = ()) -> list[tuple[Any, ...]]:
+        return tx.query(sql, params)
+
+    def _rowcounts(self, tx: Tx, cursors: list[Any]) -> list[int]:
+        tx.sync()
+        return [int(cur.rowcount) for cur in cursors]
+
     def load(self, tx: Tx, projection: str) -> dict[TopicPartitionKey, int]:
-        rows = tx.query(
-            "SELECT topic, partition, next_offset FROM kes_offsets WHERE projection = ?",
-            (projection,),
-        )
+        rows = self._query(tx, LOAD_SQL, (projection,))
         return {(str(t), int(p)): int(o) for t, p, o in rows}
 
     def projections(self, tx: Tx) -> list[str]:
@@ -140,21 +162,13 @@ class CheckpointStore(abc.ABC):
         cursors = []
         for (topic, partition), (expected, new) in moves.items():
             if expected is None:
-                cur = tx.execute(
-                    "INSERT INTO kes_offsets (projection, topic, partition, next_offset) "
-                    "VALUES (?, ?, ?, ?) ON CONFLICT DO NOTHING",
-                    (projection, topic, partition, new),
-                )
+                cur = self._execute(tx, INSERT_SQL, (projection, topic, partition, new))
             else:
-                cur = tx.execute(
-                    "UPDATE kes_offsets SET next_offset = ? WHERE projection = ? AND "
-                    "topic = ? AND partition = ? AND next_offset = ?",
-                    (new, projection, topic, partition, expected),
-                )
-            cursors.append((topic, partition, expected, cur))
-        tx.sync()
-        for topic, partition, expected, cur in cursors:
-            if cur.rowcount != 1:
+                cur = self._execute(tx, UPDATE_SQL, (new, projection, topic, partition, expected))
+            cursors.append(cur)
+        counts = self._rowcounts(tx, cursors)
+        for ((topic, partition), (expected, _)), count in zip(moves.items(), counts, strict=True):
+            if count != 1:
                 raise CheckpointConflictError(
                     f"{projection}: {topic}[{partition}] is no longer at offset {expected} in "
                     f"{self.url}; another process advanced it. This batch is rolled back and "
@@ -163,9 +177,10 @@ class CheckpointStore(abc.ABC):
 
     def reset(self, tx: Tx, projection: str, offsets: Mapping[TopicPartitionKey, int]) -> None:
         """Forget the projection's offsets and store ``offsets`` instead (for a replay)."""
-        tx.execute("DELETE FROM kes_offsets WHERE projection = ?", (projection,))
+        self._execute(tx, "DELETE FROM kes_offsets WHERE projection = ?", (projection,))
         for (topic, partition), offset in offsets.items():
-            tx.execute(
+            self._execute(
+                tx,
                 "INSERT INTO kes_offsets (projection, topic, partition, next_offset) "
                 "VALUES (?, ?, ?, ?)",
                 (projection, topic, partition, offset),
@@ -250,8 +265,117 @@ class PostgresCheckpointStore(CheckpointStore):
         self.conn.close()
 
 
-def open_checkpoints(url: str) -> CheckpointStore:
-    """``sqlite:///relative/or//absolute.db``, a bare file path, or ``postgresql://...``."""
+class AsyncTx(Tx):
+    """The open transaction an ``async def`` handler writes through: ``await
+    tx.execute(sql, params)``, ``await tx.query(...)``. Write ``?`` placeholders.
+    Statements are pipelined: ``execute`` returns before the server answered (an error
+    surfaces at a later statement or at the commit); ``query`` waits for its rows."""
+
+    async def execute(self, sql: str, params: Sequence[Any] = ()) -> Any:
+        return await self.connection.execute(self._sql(sql), params)
+
+    async def executemany(self, sql: str, rows: Sequence[Sequence[Any]]) -> None:  # type: ignore[override]
+        async with self.connection.cursor() as cur:
+            await cur.executemany(self._sql(sql), rows)
+
+    async def query(self, sql: str, params: Sequence[Any] = ()) -> list[tuple[Any, ...]]:  # type: ignore[override]
+        cur = await self.execute(sql, params)
+        return [tuple(r) for r in await cur.fetchall()]
+
+
+class AsyncPostgresCheckpointStore(CheckpointStore):
+    """PostgreSQL through psycopg's asyncio driver, for projections with ``async def``
+    handlers: the runner's thread drives each transaction on its own event loop
+    (``kes.projections._aio``); the compare-and-set offsets are the same as
+    :class:`PostgresCheckpointStore`'s, so the read model is exactly once all the same."""
+
+    dialect: Dialect = "postgresql"
+
+    def __init__(self, dsn: str) -> None:
+        self.url = dsn
+        self._local = threading.local()  # one connection per thread (each has its loop)
+        self._all: list[Any] = []
+        self._lock = threading.Lock()
+        self.setup()
+
+    def _connection(self) -> Any:
+        conn = getattr(self._local, "conn", None)
+        if conn is None or conn.closed:
+            try:
+                import psycopg
+            except ImportError as exc:  # pragma: no cover - depends on the install
+                raise ProjectionError(
+                    "PostgreSQL read models need psycopg 3: pip install 'kes[postgres]'."
+                ) from exc
+            try:
+                conn = run(psycopg.AsyncConnection.connect(self.url, autocommit=True))
+            except psycopg.Error as exc:
+                raise ProjectionError(
+                    f"cannot connect to PostgreSQL at {self.url}: {exc}. Is it running? "
+                    "(scripts/postgres.sh starts a local one.)"
+                ) from exc
+            self._local.conn = conn
+            with self._lock:
+                self._all.append(conn)
+        return conn
+
+    @contextlib.contextmanager
+    def transaction(self) -> Iterator[Tx]:
+        # Pipeline mode, as PostgresCheckpointStore: an awaited statement is sent without
+        # waiting for its reply, so a batch costs a round trip, not one per statement.
+        conn = self._connection()
+        block = conn.transaction()
+        run(block.__aenter__())
+        try:
+            piping = conn.pipeline()
+            pipeline = run(piping.__aenter__())
+            try:
+                yield AsyncTx(conn, "postgresql", pipeline)
+            except BaseException as exc:
+                run(piping.__aexit__(type(exc), exc, exc.__traceback__))
+                raise
+            run(piping.__aexit__(None, None, None))
+        except BaseException as exc:
+            run(block.__aexit__(type(exc), exc, exc.__traceback__))
+            raise
+        run(block.__aexit__(None, None, None))
+
+    def _execute(self, tx: Tx, sql: str, params: Sequence[Any] = ()) -> Any:
+        return run(tx.connection.execute(tx._sql(sql), params))
+
+    def _query(self, tx: Tx, sql: str, params: Sequence[Any] = ()) -> list[tuple[Any, ...]]:
+        async def rows() -> list[tuple[Any, ...]]:
+            cur = await tx.connection.execute(tx._sql(sql), params)
+            return [tuple(r) for r in await cur.fetchall()]
+
+        return run(rows())
+
+    def _rowcounts(self, tx: Tx, cursors: list[Any]) -> list[int]:
+        if tx._pipeline is not None:
+            run(tx._pipeline.sync())
+        return [int(cur.rowcount) for cur in cursors]
+
+    def close(self) -> None:
+        with self._lock:
+            conns, self._all = self._all, []
+        for conn in conns:
+            with contextlib.suppress(Exception):
+                run(conn.close())
+
+
+def open_checkpoints(url: str, asynchronous: bool = False) -> CheckpointStore:
+    """``sqlite:///relative/or//absolute.db``, a bare file path, or ``postgresql://...``.
+
+    ``asynchronous``: the projection has ``async def`` handlers, which need PostgreSQL
+    (through psycopg's asyncio driver)."""
+    if asynchronous:
+        if not url.startswith(("postgresql://", "postgres://")):
+            raise ProjectionError(
+                f"this projection has async def handlers, which need PostgreSQL's async "
+                f"driver; its database is {url!r}. Use a postgresql:// database, or plain "
+                "def handlers on SQLite."
+            )
+        return AsyncPostgresCheckpointStore(url)
     if url.startswith(("postgresql://", "postgres://")):
         return PostgresCheckpointStore(url)
     if url.startswith("sqlite:///"):

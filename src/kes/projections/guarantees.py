@@ -12,6 +12,7 @@ from confluent_kafka import Consumer, KafkaException, Message, TopicPartition
 
 from kes.domain import UnknownEventError
 from kes.envelope import Position, decode
+from kes.projections._aio import resolve
 from kes.projections.dlq import DeadLetters
 from kes.projections.projection import Projection, ProjectionEvent
 
@@ -100,7 +101,9 @@ def handle_or_park(
     handler = projection.handlers[event.event_type]
     while True:
         try:
-            handler(event)
+            done = handler(event)
+            if done is not None:
+                resolve(done)
             return True
         except Exception as exc:
             if attempt >= projection.max_attempts:
@@ -151,7 +154,9 @@ def handle_batch(
         if event is None:
             continue
         try:
-            handlers[event.event_type](event)
+            done = handlers[event.event_type](event)
+            if done is not None:
+                resolve(done)  # an async def handler: run to completion before the next
         except Exception as exc:
             log.warning("%s: %s failed (%r); retrying", projection.name, where(msg), exc)
             backoff(projection, 1)

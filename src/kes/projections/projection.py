@@ -12,7 +12,7 @@ listed in ``aggregates``, exactly as ``Repository.get`` and pipelines do.
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterable
+from collections.abc import Awaitable, Callable, Iterable
 from typing import Any, ClassVar, Literal, get_args
 
 import msgspec
@@ -20,6 +20,7 @@ import msgspec
 from kes.domain import Aggregate
 from kes.envelope import Envelope, Position, RecordedEvent
 from kes.kafka.config import KafkaConfig
+from kes.projections._aio import is_async, resolve
 from kes.projections.errors import ProjectionError
 
 Guarantee = Literal["at_most_once", "at_least_once", "exactly_once"]
@@ -55,7 +56,9 @@ class ProjectionEvent(RecordedEvent, frozen=True):
 
 
 class Projection:
-    """A read model with side effects of its own: ``on_<EventType>(self, event)``.
+    """A read model with side effects of its own: ``on_<EventType>(self, event)``, a plain
+    function or an ``async def`` (run to completion before the next event, with the same
+    guarantee).
 
     ``at_least_once`` (default) handles a batch, then commits its offsets to Kafka;
     ``at_most_once`` commits first. For ``exactly_once`` use :class:`SqlProjection`
@@ -123,6 +126,13 @@ class Projection:
         return ProjectionEvent(envelope, position, payload_type)
 
     @property
+    def is_async(self) -> bool:
+        """Whether any handler (or ``setup``/``reset``) is an ``async def``."""
+        return any(is_async(h) for h in self.handlers.values()) or any(
+            is_async(getattr(self, name, None)) for name in ("setup", "reset")
+        )
+
+    @property
     def event_types(self) -> list[str]:
         """The event types this projection handles."""
         return sorted(self.handlers)
@@ -139,8 +149,11 @@ class SqlProjection(Projection):
     (table ``kes_offsets``) commit in one database transaction.
 
     Handlers are ``on_<EventType>(self, event, tx)``; ``tx.execute(sql, params)`` takes
-    ``?`` placeholders on SQLite and PostgreSQL alike. ``setup(tx)`` creates the tables
-    (idempotently); ``reset(tx)`` empties them before a replay.
+    ``?`` placeholders on SQLite and PostgreSQL alike. On PostgreSQL, handlers (and
+    ``setup``/``reset``) may be ``async def`` instead: they get an async transaction
+    (psycopg's asyncio driver) and ``await tx.execute(...)``, exactly once all the same.
+    ``setup(tx)`` creates the tables (idempotently); ``reset(tx)`` empties them before a
+    replay.
     """
 
     processing_guarantee: ClassVar[Guarantee] = "exactly_once"
@@ -148,10 +161,11 @@ class SqlProjection(Projection):
     #: runner's ``database=`` argument or ``KES_PROJECTION_DB`` override it
     database: ClassVar[str] = "sqlite:///.kes/projections.db"
 
-    def setup(self, tx: Any) -> None:
+    def setup(self, tx: Any) -> Awaitable[None] | None:
         """Create the read model's tables if they do not exist."""
+        return None
 
-    def reset(self, tx: Any) -> None:
+    def reset(self, tx: Any) -> Awaitable[None] | None:
         """Remove every row of the read model (before a replay)."""
         raise ProjectionError(
             f"{type(self).__name__} cannot be replayed: it does not define reset(tx). "
@@ -224,4 +238,4 @@ def dispatch(projection: Projection, event: RecordedEvent, *args: Any) -> None:
     """Hand ``event`` to the projection's handler of its type, if it has one."""
     handler = projection.handlers.get(event.event_type)
     if handler is not None:
-        handler(event, *args)
+        resolve(handler(event, *args))  # an async def handler runs to completion here

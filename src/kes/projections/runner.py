@@ -21,6 +21,7 @@ from kes.kafka.clients import group_consumer
 from kes.kafka.config import KafkaConfig
 from kes.kafka.consume import drain
 from kes.kafka.topics import Topics
+from kes.projections._aio import resolve
 from kes.projections.checkpoints import CheckpointStore, open_checkpoints
 from kes.projections.dlq import DeadLetters
 from kes.projections.errors import ProjectionError
@@ -102,7 +103,7 @@ class ProjectionRunner:
             store = (
                 database
                 if isinstance(database, CheckpointStore)
-                else open_checkpoints(database_url(p, database))
+                else open_checkpoints(database_url(p, database), asynchronous=p.is_async)
             )
             self.checkpoints = store
             _retry_setup(lambda: _setup(p, store))
@@ -226,7 +227,7 @@ def _names(partitions: list[TopicPartition]) -> str:
 def _setup(projection: SqlProjection, store: CheckpointStore) -> None:
     store.setup()
     with store.transaction() as tx:
-        projection.setup(tx)
+        resolve(projection.setup(tx))
 
 
 def _retry_setup(fn: Callable[[], None]) -> None:

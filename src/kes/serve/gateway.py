@@ -1,9 +1,10 @@
 """The one seam between the async server and the event store.
 
-:class:`KafkaEventStore` is synchronous and thread-safe; every call the server makes into
-it, or into Kafka for positions and operator views, goes through this class, on worker
-threads with bounded concurrency. (When an asyncio-native store lands, this class is what
-changes.)
+Appends, stream reads and versions go through :class:`kes.aio.AsyncKafkaEventStore` over
+the server's :class:`KafkaEventStore`: an append is handed to the writer's commit loop and
+awaited without holding a thread; fetching a stream's events runs on the async store's
+bounded pool (``store_threads``). Every other call into Kafka (pages of a type, positions,
+operator views) runs here on worker threads with bounded concurrency.
 """
 
 from __future__ import annotations
@@ -18,6 +19,7 @@ import anyio
 import anyio.from_thread
 import anyio.to_thread
 
+from kes.aio.kafka import AsyncKafkaEventStore
 from kes.envelope import NewEvent, RecordedEvent
 from kes.kafka.config import KafkaConfig
 from kes.kafka.consume import end_offsets
@@ -49,6 +51,7 @@ class Gateway:
         self, store: KafkaEventStore, store_threads: int = 64, catch_up_threads: int = 16
     ) -> None:
         self.store = store
+        self.aio = AsyncKafkaEventStore(store=store, threads=store_threads)
         self.config: KafkaConfig = store.config
         self._topics = Topics(self.config)
         self._calls = anyio.CapacityLimiter(store_threads)
@@ -67,19 +70,15 @@ class Gateway:
         events: Sequence[NewEvent],
         expected_version: Expected,
     ) -> AppendResult:
-        return await self._run(
-            self.store.append, aggregate_type, aggregate_id, events, expected_version
-        )
+        return await self.aio.append(aggregate_type, aggregate_id, events, expected_version)
 
     async def read_stream(
         self, aggregate_type: str, aggregate_id: str, from_version: int, to_version: int | None
     ) -> list[RecordedEvent]:
-        return await self._run(
-            self.store.read_stream, aggregate_type, aggregate_id, from_version, to_version
-        )
+        return await self.aio.read_stream(aggregate_type, aggregate_id, from_version, to_version)
 
     async def stream_version(self, aggregate_type: str, aggregate_id: str) -> int:
-        return await self._run(self.store.stream_version, aggregate_type, aggregate_id)
+        return await self.aio.stream_version(aggregate_type, aggregate_id)
 
     async def read_page(
         self,

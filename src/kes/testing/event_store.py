@@ -59,7 +59,7 @@ class EventStoreContract:
             store.append("User", "b", [ev(), ev()], 0)
         assert (info.value.expected, info.value.actual) == (0, 1)
         assert "'b'" in str(info.value) and "expected version 0" in str(info.value)
-        with pytest.raises(ConcurrencyError):
+        with pytest.raises(StreamExistsError):  # a ConcurrencyError that names the create
             store.append("User", "b", [ev()], NO_STREAM)
         with pytest.raises(ConcurrencyError):
             store.append("User", "b", [ev()], 5)

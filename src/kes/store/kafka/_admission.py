@@ -99,6 +99,21 @@ class AppendRequest:
         self._waiting = threading.Lock()
         self._waiting.acquire()
 
+    def renewed(self, on_done: Done | None = None) -> AppendRequest:
+        """A fresh request for the same append (same encoded events, deadline and source),
+        for a new attempt after this one's outcome was "try elsewhere"."""
+        again = object.__new__(AppendRequest)
+        again.aggregate_type, again.aggregate_id = self.aggregate_type, self.aggregate_id
+        again.events, again.templates = self.events, self.templates
+        again.expected, again.deadline, again.source = self.expected, self.deadline, self.source
+        again.on_done = on_done
+        again.attempts, again.maybe_written = self.attempts, self.maybe_written
+        again.result, again.error = None, None
+        again._lock = threading.Lock()
+        again._waiting = threading.Lock()
+        again._waiting.acquire()
+        return again
+
     @property
     def done(self) -> bool:
         return self.result is not None or self.error is not None

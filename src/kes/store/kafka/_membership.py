@@ -101,6 +101,19 @@ class WriterGroupMember:
         owned.settled.wait(timeout)
         return owned if owned.ready else None
 
+    def owner_now(self, partition: int) -> tuple[bool, OwnedPartition | None]:
+        """(known, the partition if served here now), without waiting. ``known`` is False
+        while the first assignment or a takeover of the partition is in progress: then
+        :meth:`owner_of` is the answer (it waits)."""
+        if not self.joined.is_set():
+            return False, None
+        owned = self._owned.get(partition)
+        if owned is None:
+            return True, None
+        if not owned.settled.is_set():
+            return False, None
+        return True, owned if owned.ready else None
+
     def owned(self) -> dict[int, OwnedPartition]:
         """The partitions this process serves now."""
         return {p: owned for p, owned in list(self._owned.items()) if owned.ready}

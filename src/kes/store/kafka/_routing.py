@@ -121,6 +121,29 @@ def reply_error(reply: Reply, aggregate_type: str, aggregate_id: str) -> KesErro
     return cls(reply.message)
 
 
+# How long past a request's deadline its caller still waits for the reply.
+REPLY_GRACE_S = 2.0
+
+
+def no_reply_error(
+    call: Call, request_topic: str, partition: int, timeout: float
+) -> StoreUnavailableError:
+    """The error of a forwarded call that got no reply within ``timeout``."""
+    append = isinstance(call, AppendCall)
+    return StoreUnavailableError(
+        f"no writer answered for {call.aggregate_type} {call.aggregate_id!r} "
+        f"(partition {partition} of {request_topic}) within {timeout:.0f}s. Is a "
+        "writer process running for this aggregate type?"
+        + (
+            " If one took the append and died, its outcome is unknown: retrying with "
+            "the same event ids is safe (a repeated append is a no-op)."
+            if append
+            else ""
+        ),
+        "unknown" if append else "not_written",
+    )
+
+
 class Router:
     """The requesting side: sends requests, waits for replies on its own reply topic."""
 
@@ -172,8 +195,17 @@ class Router:
     def new_id(self) -> str:
         return uuid.uuid4().hex
 
-    def call(self, request_topic: str, partition: int, call: Call, timeout: float) -> Reply:
-        """Send ``call`` to the owner of ``partition`` and wait for its reply."""
+    @property
+    def started(self) -> bool:
+        return self._started
+
+    def start(self) -> None:
+        """Create the reply topic and start listening (blocking; done once, on first use)."""
+        self._start()
+
+    def send(self, request_topic: str, partition: int, call: Call) -> Future[Reply]:
+        """Send ``call`` to the owner of ``partition``; the future gets its reply. Does not
+        block once :meth:`start` has run. Pair with :meth:`discard` when giving up."""
         self._start()
         future: Future[Reply] = Future()
         with self._lock:
@@ -187,24 +219,26 @@ class Router:
                     partition=partition,
                 )
             self.producer.poll(0)
+        except BaseException:
+            self.discard(call.id)
+            raise
+        return future
+
+    def discard(self, request_id: str) -> None:
+        """Stop waiting for the reply to ``request_id``."""
+        with self._lock:
+            self._pending.pop(request_id, None)
+
+    def call(self, request_topic: str, partition: int, call: Call, timeout: float) -> Reply:
+        """Send ``call`` to the owner of ``partition`` and wait for its reply."""
+        future = self.send(request_topic, partition, call)
+        try:
             # A little past the deadline: the owner drops the request after it.
-            return future.result(timeout=timeout + 2.0)
+            return future.result(timeout=timeout + REPLY_GRACE_S)
         except TimeoutError:
-            raise StoreUnavailableError(
-                f"no writer answered for {call.aggregate_type} {call.aggregate_id!r} "
-                f"(partition {partition} of {request_topic}) within {timeout:.0f}s. Is a "
-                "writer process running for this aggregate type?"
-                + (
-                    " If one took the append and died, its outcome is unknown: retrying with "
-                    "the same event ids is safe (a repeated append is a no-op)."
-                    if isinstance(call, AppendCall)
-                    else ""
-                ),
-                "unknown" if isinstance(call, AppendCall) else "not_written",
-            ) from None
+            raise no_reply_error(call, request_topic, partition, timeout) from None
         finally:
-            with self._lock:
-                self._pending.pop(call.id, None)
+            self.discard(call.id)
 
     def close(self) -> None:
         self._stop.set()
@@ -226,5 +260,6 @@ __all__ = [
     "error_reply",
     "expected_from_wire",
     "expected_to_wire",
+    "no_reply_error",
     "reply_error",
 ]

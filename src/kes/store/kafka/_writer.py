@@ -106,6 +106,26 @@ class Writer:
             if len(self._queue) == 1:
                 self._cv.notify()
 
+    def submit_many(self, pending: Sequence[Pending]) -> None:
+        """Queue several appends at once (one wake-up of the commit loop)."""
+        with self._cv:
+            if self._closed:
+                raise StoreUnavailableError("this store is closed.", "not_written")
+            was_empty = not self._queue
+            self._queue.extend(pending)
+            if was_empty:
+                self._cv.notify()
+
+    def withdraw(self, request: AppendRequest) -> bool:
+        """Take ``request`` back if the commit loop has not taken it yet (True: it will
+        never be written). False: it is in a transaction's hands; its outcome will come."""
+        with self._cv:
+            for i, (_, queued) in enumerate(self._queue):
+                if queued is request:
+                    del self._queue[i]
+                    return True
+        return False
+
     def close(self) -> None:
         with self._cv:
             self._closed = True

@@ -117,41 +117,83 @@ class KafkaEventStore(EventStore):
         while True:
             remaining = deadline - time.time()
             if remaining <= 0:
-                raise StoreUnavailableError(
-                    f"no owner of {m.topic}[{p}] accepted the append of {aggregate_type} "
-                    f"{aggregate_id!r} within {self.config.request_timeout_s:.0f}s "
-                    "(rebalancing, or no writer running?); nothing was written.",
-                    "not_written",
-                )
+                raise self.no_owner_error(m, p, aggregate_type, aggregate_id)
             owned = m.owner_of(p, remaining)
             try:
                 if owned is not None:
                     self.writer.submit(owned, request)
                     return request.wait(remaining + 5)
-                call = AppendCall(
-                    id=self.router.new_id(),
-                    reply_to=self.router.reply_topic,
-                    deadline=deadline,
-                    aggregate_type=aggregate_type,
-                    aggregate_id=aggregate_id,
-                    expected=expected_to_wire(expected_version),
-                    events=list(events),
-                )
+                call = self.append_call(request)
                 reply = self.router.call(m.request_topic, p, call, remaining)
             except NotOwnerError:
-                time.sleep(0.05)  # ownership is moving: try again where it went
+                # Ownership is moving: try again where it went, with a fresh request (this
+                # one's outcome is set; resubmitting it would write without telling us).
+                request = request.renewed()
+                time.sleep(0.05)
                 continue
-            if not reply.ok:
-                error = reply_error(reply, aggregate_type, aggregate_id)
-                if isinstance(error, NotOwnerError):
-                    time.sleep(0.05)
-                    continue
-                raise error
-            return AppendResult(
-                reply.version,
-                [Position(m.topic, p, o) for o in reply.offsets],
-                written=reply.written,
-            )
+            result = self.append_result(m, p, request, reply)
+            if result is None:
+                time.sleep(0.05)
+                continue
+            return result
+
+    # ---- pieces shared with kes.aio (the asyncio store drives the same machinery) ---------
+
+    def no_owner_error(
+        self, m: WriterGroupMember, p: int, aggregate_type: str, aggregate_id: str
+    ) -> StoreUnavailableError:
+        return StoreUnavailableError(
+            f"no owner of {m.topic}[{p}] accepted the append of {aggregate_type} "
+            f"{aggregate_id!r} within {self.config.request_timeout_s:.0f}s "
+            "(rebalancing, or no writer running?); nothing was written.",
+            "not_written",
+        )
+
+    def append_call(self, request: AppendRequest) -> AppendCall:
+        """The forwarded form of ``request``."""
+        return AppendCall(
+            id=self.router.new_id(),
+            reply_to=self.router.reply_topic,
+            deadline=request.deadline,
+            aggregate_type=request.aggregate_type,
+            aggregate_id=request.aggregate_id,
+            expected=expected_to_wire(request.expected),
+            events=list(request.events),
+        )
+
+    def append_result(
+        self, m: WriterGroupMember, p: int, request: AppendRequest, reply: Reply
+    ) -> AppendResult | None:
+        """The result a forwarded append's reply carries; raises its error; None when the
+        partition moved (try again where it went)."""
+        if not reply.ok:
+            error = reply_error(reply, request.aggregate_type, request.aggregate_id)
+            if isinstance(error, NotOwnerError):
+                return None
+            raise error
+        return AppendResult(
+            reply.version,
+            [Position(m.topic, p, o) for o in reply.offsets],
+            written=reply.written,
+        )
+
+    def read_call(
+        self,
+        aggregate_type: str,
+        aggregate_id: str,
+        from_version: int,
+        to_version: int | None,
+        deadline: float,
+    ) -> ReadCall:
+        return ReadCall(
+            id=self.router.new_id(),
+            reply_to=self.router.reply_topic,
+            deadline=deadline,
+            aggregate_type=aggregate_type,
+            aggregate_id=aggregate_id,
+            from_version=from_version,
+            to_version=to_version,
+        )
 
     def _locate(
         self, aggregate_type: str, aggregate_id: str, from_version: int, to_version: int | None
@@ -169,14 +211,12 @@ class KafkaEventStore(EventStore):
                 return m.topic, p, version, offsets
             if self._ownerless.get((aggregate_type, p), 0.0) > time.monotonic():
                 return None  # nobody answered a moment ago: do not wait again
-            call = ReadCall(
-                id=self.router.new_id(),
-                reply_to=self.router.reply_topic,
-                deadline=min(deadline, owner_deadline),
-                aggregate_type=aggregate_type,
-                aggregate_id=aggregate_id,
-                from_version=from_version,
-                to_version=to_version,
+            call = self.read_call(
+                aggregate_type,
+                aggregate_id,
+                from_version,
+                to_version,
+                min(deadline, owner_deadline),
             )
             try:
                 reply: Reply = self.router.call(
@@ -216,7 +256,11 @@ class KafkaEventStore(EventStore):
         if found is None:
             return self.scan_stream(aggregate_type, aggregate_id, from_version, to_version)
         topic, p, _, offsets = found
-        return [to_recorded(msg) for msg in self.reader.fetch(topic, p, offsets)]
+        return self.fetch(topic, p, offsets)
+
+    def fetch(self, topic: str, partition: int, offsets: list[int]) -> list[RecordedEvent]:
+        """The events at ``offsets`` (blocking Kafka fetches)."""
+        return [to_recorded(msg) for msg in self.reader.fetch(topic, partition, offsets)]
 
     def scan_stream(
         self,

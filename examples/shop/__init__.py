@@ -1,0 +1,1 @@
+"""The shop: an order service on FastAPI and kes.aio (see app.py)."""
