@@ -76,6 +76,7 @@ def __getattr__(name: str) -> Any:
 
 __all__ = [
     "ANY",
+    "FORGOTTEN",
     "NO_STREAM",
     "AccessDeniedError",
     "Aggregate",
@@ -91,7 +92,6 @@ __all__ = [
     "EventTooLargeError",
     "EventValidator",
     "ExpectedVersion",
-    "FORGOTTEN",
     "FencedError",
     "InvalidInputError",
     "KafkaConfig",

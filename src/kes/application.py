@@ -206,14 +206,25 @@ class Repository(Generic[A]):
         try:
             opened = self.keys.open_snapshot(snap)
         except KesError as exc:  # the events say it louder, if it matters
-            log.warning("sealed snapshot of %s %r unusable: %s", snap.aggregate_type, snap.aggregate_id, exc)
+            log.warning(
+                "sealed snapshot of %s %r unusable: %s", snap.aggregate_type, snap.aggregate_id, exc
+            )
             return None
         if opened is None and self.snapshots is not None:
-            log.info("snapshot of %s %r holds a forgotten subject: deleted", snap.aggregate_type, snap.aggregate_id)
+            log.info(
+                "snapshot of %s %r holds a forgotten subject: deleted",
+                snap.aggregate_type,
+                snap.aggregate_id,
+            )
             try:
                 self.snapshots.delete(snap.aggregate_type, snap.aggregate_id)
             except KesError as exc:
-                log.warning("deleting the snapshot of %s %r failed: %s", snap.aggregate_type, snap.aggregate_id, exc)
+                log.warning(
+                    "deleting the snapshot of %s %r failed: %s",
+                    snap.aggregate_type,
+                    snap.aggregate_id,
+                    exc,
+                )
         return opened
 
     def _not_found(self, agg_id: str, version: int | None, at: datetime | None) -> str:
@@ -370,18 +381,10 @@ class Application:
         stored data keys: a missing file or a wrong KEK fails here. Close it (or use
         ``with``) to stop its Kafka clients and threads.
         """
-        from kes.shredding.kek import kek_from_env
         from kes.store.kafka import KafkaConfig, KafkaEventStore, KafkaKeyRing, KafkaSnapshotStore
 
         config = KafkaConfig.from_env(**overrides)
-        kek = kek_from_env()
-        keys = KafkaKeyRing(config, kek)
-        if kek is not None:
-            try:
-                keys.start()
-            except BaseException:
-                keys.close()
-                raise
+        keys = KafkaKeyRing.from_env(config)
         return cls(
             KafkaEventStore(config),
             snapshots=KafkaSnapshotStore(config) if snapshots else None,

@@ -164,7 +164,7 @@ def _strip(hint: Any) -> Any:
         return hint
     base, *extras = get_args(hint)
     kept = [e for e in extras if not isinstance(e, Personal)]
-    return Annotated[(base, *kept)] if kept else base  # type: ignore[valid-type]
+    return Annotated[(base, *kept)] if kept else base
 
 
 def _default_placeholder(base: Any) -> Any:

@@ -3,9 +3,9 @@ owner's ``apply``, then the topic caught up with on demand or followed continuou
 
 Used by the snapshot store (followed: gets are dict lookups), the key ring (followed,
 and :meth:`CompactedTopic.wait_until_end` before deciding a key is missing) and the
-schema registry (caught up before each read: one watermark query). The component notices a deleted or
-re-created topic (offsets that go backwards, or a topic that vanished) and tells the
-owner to ``forget`` what it held, as a fresh process would.
+schema registry (caught up before each read: one watermark query). The component
+notices a deleted or re-created topic (offsets that go backwards, or a topic that
+vanished) and tells the owner to ``forget`` what it held, as a fresh process would.
 """
 
 from __future__ import annotations
@@ -112,9 +112,9 @@ class CompactedTopic:
         }
         with self._moved:
             return self._moved.wait_for(
-                lambda: self.gone.is_set()
-                or all(
-                    self._reached.get(p, 0) >= high for p, high in highs.items()
+                lambda: (
+                    self.gone.is_set()
+                    or all(self._reached.get(p, 0) >= high for p, high in highs.items())
                 ),
                 max(0.0, deadline - time.monotonic()),
             )

@@ -49,7 +49,9 @@ def seal_event(
             continue
         key_id, cipher = ring.key_for_write(subject)
         nonce = os.urandom(NONCE_BYTES)
-        data = cipher.encrypt(nonce, _encode(values), event_context(event.event_id, subject, key_id))
+        data = cipher.encrypt(
+            nonce, _encode(values), event_context(event.event_id, subject, key_id)
+        )
         placeholders = {f: group.placeholders[f] for f in values}
         sealed.append(SealedFields(subject, key_id, placeholders, nonce + data))
     return msgspec.structs.replace(event, payload=payload, personal=sealed or msgspec.UNSET)
@@ -134,7 +136,9 @@ def open_snapshot(ring: KeyRing, snapshot: Snapshot) -> Snapshot | None:
         key = bytes(a ^ b for a, b in zip(key, part, strict=True))
     try:
         state = AESGCM(key).decrypt(
-            sealed.data[:NONCE_BYTES], sealed.data[NONCE_BYTES:], _snapshot_context(snapshot, "", "")
+            sealed.data[:NONCE_BYTES],
+            sealed.data[NONCE_BYTES:],
+            _snapshot_context(snapshot, "", ""),
         )
     except InvalidTag:
         return None

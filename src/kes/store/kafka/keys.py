@@ -32,7 +32,8 @@ from kes.kafka.config import KafkaConfig
 from kes.kafka.produce import send_and_confirm
 from kes.kafka.table import CompactedTopic
 from kes.kafka.topics import KEYS, Topics
-from kes.shredding.kek import KeyEncryptionKey
+from kes.shredding.errors import KeyEncryptionKeyError
+from kes.shredding.kek import KEK_ENV, KEK_FILE_ENV, KeyEncryptionKey, kek_from_env
 from kes.shredding.keyring import DEFAULT_CACHE_SIZE, KeyRing, WrappedKey
 
 __all__ = ["KafkaKeyRing"]
@@ -90,6 +91,30 @@ class KafkaKeyRing(KeyRing):
         self._ready = False
         self._closed = False
 
+    @classmethod
+    def from_env(cls, config: KafkaConfig, *, required_by: str | None = None) -> KafkaKeyRing:
+        """The key ring with the KEK of ``KES_KEK_FILE`` or ``KES_KEK``, checked now against
+        the stored keys (a missing file or a wrong KEK fails here, before any work).
+
+        Without a KEK the ring can still forget subjects and read forgotten fields as
+        their placeholders; ``required_by`` (what needs plaintext, for the message) makes
+        a missing KEK an error now.
+        """
+        kek = kek_from_env()
+        if kek is None and required_by is not None:
+            raise KeyEncryptionKeyError(
+                f"{required_by} reads personal fields, and no key-encryption key is "
+                f"configured: set {KEK_FILE_ENV} (or {KEK_ENV})."
+            )
+        ring = cls(config, kek)
+        if kek is not None:
+            try:
+                ring.start()
+            except BaseException:
+                ring.close()
+                raise
+        return ring
+
     def describe(self) -> str:
         return f"key topic {self.topic} at {self.config.bootstrap_servers}"
 
@@ -130,7 +155,9 @@ class KafkaKeyRing(KeyRing):
         self._write(name, _encoder.encode(record), f"data key of subject {key.subject!r}")
         self._refresh()  # a forget written meanwhile is now known
         if key.subject in self._forgotten:
-            self._write(name, None, f"tombstone of a key created while {key.subject!r} was forgotten")
+            self._write(
+                name, None, f"tombstone of a key created while {key.subject!r} was forgotten"
+            )
 
     def _store_forgotten(self, subject: str, key_ids: list[str], first_time: bool) -> None:
         if first_time:
@@ -191,7 +218,7 @@ class KafkaKeyRing(KeyRing):
     def _write(self, key: str, value: bytes | None, what: str) -> None:
         self._ensure()
         assert self._producer is not None
-        partition, offset = send_and_confirm(
+        _partition, offset = send_and_confirm(
             self._producer,
             self.topic,
             key.encode(),
@@ -223,7 +250,10 @@ class KafkaKeyRing(KeyRing):
                     held.pop(key_id, None)
                 elif key_id not in held:
                     r = _key_decoder.decode(value)
-                    held[key_id] = (offset, WrappedKey(r.subject, r.key_id, r.kek, r.wrapped, r.created_at))
+                    held[key_id] = (
+                        offset,
+                        WrappedKey(r.subject, r.key_id, r.kek, r.wrapped, r.created_at),
+                    )
                 if not held:
                     del self._keys[subject]
         elif key.startswith(FORGOTTEN_PREFIX):
