@@ -549,3 +549,14 @@ def test_decode_of_a_record_written_before_personal_fields_existed_is_unchanged(
     )
     env = decode(old)
     assert not env.personal and encode(env) == old
+
+
+def test_the_documented_wire_format_of_personal_fields_is_what_kes_reads() -> None:
+    doc = (Path(__file__).resolve().parent.parent / "docs" / "wire-format.md").read_text()
+    section = doc[doc.index("## Personal data") :]
+    block = section[section.index("```json") + len("```json") : section.index("```\n\n|")]
+    env = decode(block.encode())
+    assert env.payload == {"userId": "jdoe-1", "username": "jdoe"}
+    assert env.personal and env.personal[0].fields == {"email": FORGOTTEN}
+    plaintext = b'{"email":"jdoe@example.com"}'
+    assert len(env.personal[0].data) == 12 + len(plaintext) + 16

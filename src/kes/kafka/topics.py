@@ -57,6 +57,7 @@ class TopicKind:
     # refuse an existing topic that would lose live records: one that deletes or compacts
     # (a log), or, when compacted, one that also deletes by time or size (a table)
     never_lose: bool = False
+    settings: tuple[tuple[str, str], ...] = ()  # further topic settings of this kind
 
     def configs(self, replication_factor: int) -> dict[str, str]:
         configs = {
@@ -70,6 +71,7 @@ class TopicKind:
                 configs["retention.bytes"] = "-1"
         if self.never_lose:
             configs["message.timestamp.type"] = "CreateTime"
+        configs.update(self.settings)
         return configs
 
     def check(self, info: TopicInfo) -> None:
@@ -124,6 +126,9 @@ KEYS = TopicKind(
     "subject forgotten; forgetting writes tombstones (kes.shredding)",
     compacted=True,
     never_lose=True,
+    # A forgotten key must leave the disks in days, not "when half the topic is dirty":
+    # segments roll daily (on the next write) and are compacted within a day after.
+    settings=(("segment.ms", str(24 * HOUR_MS)), ("max.compaction.lag.ms", str(24 * HOUR_MS))),
 )
 SCHEMAS = TopicKind(
     "schemas",

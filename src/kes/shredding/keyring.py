@@ -25,8 +25,8 @@ from abc import ABC, abstractmethod
 from collections import OrderedDict
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass
-from typing import Self
 from datetime import UTC, datetime
+from typing import Self
 
 from cryptography.hazmat.primitives.ciphers.aead import AESGCM
 
