@@ -408,7 +408,11 @@ class Aggregate:
                 spec.apply(agg, msgspec.convert(payload, spec.payload_cls, str_keys=True))
                 agg._kes_version = env.version
                 if env.personal:
-                    agg._kes_subjects = agg._kes_subjects.union(s.subject for s in env.personal)
+                    subjects = agg._kes_subjects
+                    for sealed in env.personal:
+                        if sealed.subject not in subjects:
+                            subjects = subjects | {sealed.subject}
+                    agg._kes_subjects = subjects
                 if ts is None or env.timestamp > ts:
                     ts = env.timestamp
         finally:

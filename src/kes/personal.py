@@ -68,7 +68,7 @@ class FieldGroup:
     """The personal fields of one event that belong to one subject."""
 
     subject_field: str | None  # JSON name of the field holding the subject id; None: aggregate
-    placeholders: Mapping[str, Any]  # JSON field name -> placeholder (as JSON value)
+    placeholders: dict[str, Any]  # JSON field name -> placeholder (JSON value); never changed
 
 
 @dataclass(frozen=True)

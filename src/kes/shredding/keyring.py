@@ -13,7 +13,8 @@ forgotten marker (placeholder), or neither even after reading everything written
 (the key was lost: :class:`DataKeyUnavailableError`, never a silent placeholder).
 
 Unwrapped keys are cached, at most ``cache_size`` of them (least recently used first
-out), so a replay unwraps each subject's key once, not once per event.
+out, approximately: a hit takes no lock), so a replay unwraps each subject's key once,
+not once per event.
 """
 
 from __future__ import annotations
@@ -78,10 +79,12 @@ class KeyRing(ABC):
         self.kek = kek
         self.cache_size = cache_size
         self._cache: OrderedDict[tuple[str, str], AESGCM] = OrderedDict()
+        self._writing: dict[str, tuple[str, AESGCM]] = {}  # subject -> key new data uses
         self._cache_lock = threading.Lock()
         self._create_lock = threading.Lock()
         self._listeners: list[Listener] = []
         self.unwraps = 0  # how many times a key was unwrapped (cache misses)
+        self._cache_hits = 0
 
     # ---- what a backend provides ----------------------------------------------------------
 
@@ -125,12 +128,21 @@ class KeyRing(ABC):
         key is created on first use. Raises SubjectForgottenError for a forgotten subject."""
         if self.is_forgotten(subject):
             raise self._forgotten_error(subject)
+        chosen = self._writing.get(subject)
+        if chosen is not None:
+            return chosen
         keys = self.keys_of(subject)
         if not keys:
             with self._create_lock:
                 keys = self.keys_of(subject) or self._create(subject)
         key = keys[0]
-        return key.key_id, self._cipher(key)
+        chosen = (key.key_id, self._cipher(key))
+        with self._cache_lock:
+            if not self.is_forgotten(subject):
+                if len(self._writing) >= self.cache_size:
+                    self._writing.clear()
+                self._writing[subject] = chosen
+        return chosen
 
     def key_for_read(self, subject: str, key_id: str) -> AESGCM | None:
         """The cipher of ``subject``'s key ``key_id``; None when the subject was forgotten.
@@ -251,11 +263,13 @@ class KeyRing(ABC):
         return cipher
 
     def _cached(self, ref: tuple[str, str]) -> AESGCM | None:
-        with self._cache_lock:
-            cipher = self._cache.get(ref)
-            if cipher is not None:
-                self._cache.move_to_end(ref)
-            return cipher
+        cipher = self._cache.get(ref)  # one atomic lookup: a hit takes no lock
+        if cipher is not None and self._cache_hits % 64 == 0:
+            with self._cache_lock:  # now and then: recently used keys leave last
+                if ref in self._cache:
+                    self._cache.move_to_end(ref)
+        self._cache_hits += 1
+        return cipher
 
     def _unwrap(self, key: WrappedKey) -> bytes:
         kek = self._require_kek()
@@ -286,6 +300,7 @@ class KeyRing(ABC):
     def _on_forgotten(self, subject: str) -> None:
         """A backend learnt that ``subject`` was forgotten: drop its keys, tell listeners."""
         with self._cache_lock:
+            self._writing.pop(subject, None)
             for ref in [r for r in self._cache if r[0] == subject]:
                 del self._cache[ref]
         for listener in list(self._listeners):

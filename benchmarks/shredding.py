@@ -1,0 +1,248 @@
+"""What crypto-shredding costs: the same workload with and without personal fields.
+
+    KES_BOOTSTRAP_SERVERS=127.0.0.1:9092 python -m benchmarks.shredding [--quick] [--out FILE]
+
+Two aggregate classes with identical events and values (a user: created with a name and
+an email, then email changes); in one the name and email are ``personal()``. Measured,
+each variant alternately, ``--runs`` times:
+
+- **append**: ``--threads`` threads save users through one ``Application`` (each save one
+  atomic append of ``--events`` events), events/s;
+- **load**: every user loaded through the repository (no cache, no snapshots: the full
+  replay a cold load does), events/s; **load_long**: the same for ``--long`` users of
+  500 events each, where replay, not the round trip, is the cost;
+- **projection**: a ``ProjectionRunner`` reading the topic from the start with handlers
+  that touch every payload, from its first batch until caught up, events/s;
+- **cpu**: encrypting (``KeyRing.seal``) and decrypting (``reveal``) one event, microseconds,
+  next to encoding and decoding its envelope, without Kafka.
+
+Ratios are personal / plain rate (1.0: free; 0.9: 10% slower), the median of the per-run
+ratios. Prints one JSON document with the load average before and after.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import statistics
+import time
+import uuid
+from concurrent.futures import ThreadPoolExecutor
+from pathlib import Path
+from typing import Annotated, Any
+
+from benchmarks.common import ROOT
+from kes import (
+    Aggregate,
+    Application,
+    KafkaConfig,
+    KafkaEventStore,
+    KafkaKeyRing,
+    LocalKeyEncryptionKey,
+    NewEvent,
+    event,
+    personal,
+)
+from kes.envelope import decode, encode, to_envelope
+from kes.projections import Projection, ProjectionRunner
+from kes.projections.runner import RunStats
+from kes.shredding import MemoryKeyRing
+
+
+class PlainUser(Aggregate, id_field="user_id"):
+    @event("UserCreated")
+    def __init__(self, user_id: str, name: str, email: str, plan: str = "free") -> None:
+        self.name, self.email, self.plan = name, email, plan
+
+    @event("EmailChanged")
+    def change_email(self, email: str) -> None:
+        self.email = email
+
+
+class PersonalUser(Aggregate, id_field="user_id"):
+    @event("UserCreated")
+    def __init__(
+        self,
+        user_id: str,
+        name: Annotated[str, personal()],
+        email: Annotated[str, personal()],
+        plan: str = "free",
+    ) -> None:
+        self.name, self.email, self.plan = name, email, plan
+
+    @event("EmailChanged")
+    def change_email(self, email: Annotated[str, personal()]) -> None:
+        self.email = email
+
+
+VARIANTS: dict[str, type[PlainUser] | type[PersonalUser]] = {
+    "plain": PlainUser,
+    "personal": PersonalUser,
+}
+
+
+def build(cls: type[PlainUser] | type[PersonalUser], uid: str, events: int) -> Aggregate:
+    user = cls(uid, f"Person Number {uid}", f"person.{uid}@example.org")
+    for i in range(events - 1):
+        user.change_email(f"person.{uid}.{i}@example.org")
+    return user
+
+
+def config(namespace: str) -> KafkaConfig:
+    return KafkaConfig.from_env(
+        namespace=namespace,
+        index_dir=str(ROOT / ".kes" / "bench-shredding" / namespace),
+        partitions=4,
+    )
+
+
+class Touch(Projection):
+    """Reads every payload field, as a read model would."""
+
+    name = "bench-shredding"
+    processing_guarantee = "at_least_once"
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.chars = 0
+
+    def on_UserCreated(self, e: Any) -> None:
+        self.chars += len(e.payload["name"]) + len(e.payload["email"])
+
+    def on_EmailChanged(self, e: Any) -> None:
+        self.chars += len(e.payload["email"])
+
+
+LONG = 500  # events of each long stream
+
+
+def one_run(
+    variant: str, users: int, events: int, threads: int, long: int, kek: LocalKeyEncryptionKey
+) -> dict[str, float]:
+    cls = VARIANTS[variant]
+    cfg = config(f"bsh{uuid.uuid4().hex[:8]}")
+    keys = KafkaKeyRing(cfg, kek)
+    store = KafkaEventStore(cfg)
+    app = Application(store, keys=keys, cache_size=0)
+    try:
+        app.save(build(cls, "warm-up", 1))
+        ids = [f"u{i}" for i in range(users)]
+        t = time.perf_counter()
+        with ThreadPoolExecutor(threads) as pool:
+            list(pool.map(lambda uid: app.save(build(cls, uid, events)), ids))
+        append_s = time.perf_counter() - t
+        long_ids = [f"long{i}" for i in range(long)]
+        for uid in long_ids:
+            app.save(build(cls, uid, LONG))
+        keys._cache.clear()  # loads start cold: each key unwrapped once, then cached
+        t = time.perf_counter()
+        for uid in ids:
+            app.get(cls, uid)
+        load_s = time.perf_counter() - t
+        t = time.perf_counter()
+        for uid in long_ids:
+            app.get(cls, uid)
+        load_long_s = time.perf_counter() - t
+        keys._cache.clear()
+
+        class Reader(Touch):
+            aggregate_types = (cls.aggregate_type,)
+
+        first: list[tuple[float, int]] = []
+
+        def on_batch(stats: RunStats) -> None:
+            if not first:
+                first.append((time.perf_counter(), stats.records))
+
+        runner = ProjectionRunner(Reader(), cfg, until_caught_up=True, keys=keys, on_batch=on_batch)
+        stats = runner.run()
+        projection_s = time.perf_counter() - first[0][0]
+        total = users * events
+        assert stats.records == total + long * LONG + 1, (stats.records, total)
+        return {
+            "append": total / append_s,
+            "load": total / load_s,
+            "load_long": long * LONG / load_long_s,
+            "projection": (stats.records - first[0][1]) / projection_s,
+        }
+    finally:
+        app.close()
+
+
+def cpu_costs(kek: LocalKeyEncryptionKey, n: int) -> dict[str, float]:
+    """Microseconds per event: seal / reveal vs encode / decode of its envelope."""
+    keys = MemoryKeyRing(kek)
+    user = build(PersonalUser, "cpu", 1)
+    (created,) = user.collect_events()
+    fields = PersonalUser.personal_fields()["UserCreated"]
+    sealed = keys.seal(fields, "cpu", created)
+    env = to_envelope("PersonalUser", "cpu", 1, sealed)
+    raw = encode(env)
+
+    def per_event(fn: Any) -> float:
+        t = time.perf_counter()
+        for _ in range(n):
+            fn()
+        return (time.perf_counter() - t) / n * 1e6
+
+    plain = to_envelope("PlainUser", "cpu", 1, NewEvent(event_type="UserCreated", payload={}))
+    return {
+        "seal_us": per_event(lambda: keys.seal(fields, "cpu", created)),
+        "reveal_us": per_event(lambda: keys.reveal(env)),
+        "encode_us": per_event(lambda: encode(plain)),
+        "decode_us": per_event(lambda: decode(raw)),
+    }
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    parser.add_argument("--quick", action="store_true", help="small sizes (about a minute)")
+    parser.add_argument("--runs", type=int, default=3)
+    parser.add_argument("--users", type=int, default=None)
+    parser.add_argument("--events", type=int, default=5, help="events per user (1 created)")
+    parser.add_argument("--threads", type=int, default=8)
+    parser.add_argument("--long", type=int, default=None, help="users with 500 events")
+    parser.add_argument("--out", type=Path, default=None)
+    args = parser.parse_args()
+    users = args.users or (300 if args.quick else 2000)
+    long = args.long or (6 if args.quick else 20)
+    kek = LocalKeyEncryptionKey(os.urandom(32))
+    load_before = [round(x, 2) for x in os.getloadavg()]
+    runs: dict[str, list[dict[str, float]]] = {v: [] for v in VARIANTS}
+    for _ in range(args.runs):
+        for variant in VARIANTS:  # alternate, so drifting load hits both alike
+            runs[variant].append(one_run(variant, users, args.events, args.threads, long, kek))
+    result: dict[str, Any] = {
+        "workload": {
+            "users": users,
+            "events_per_user": args.events,
+            "threads": args.threads,
+            "long_streams": f"{long} users x {LONG} events",
+            "runs": args.runs,
+            "personal_fields": "name and email of every event (2 in UserCreated, 1 after)",
+        },
+        "load_average_before": load_before,
+    }
+    for measure in ("append", "load", "load_long", "projection"):
+        plain = [r[measure] for r in runs["plain"]]
+        personal_ = [r[measure] for r in runs["personal"]]
+        ratios = [p / q for p, q in zip(personal_, plain, strict=True)]
+        result[measure] = {
+            "plain_events_per_s": round(statistics.median(plain)),
+            "personal_events_per_s": round(statistics.median(personal_)),
+            "ratio": round(statistics.median(ratios), 3),
+            "ratio_min_max": [round(min(ratios), 3), round(max(ratios), 3)],
+        }
+    result["cpu_per_event"] = {
+        k: round(v, 2) for k, v in cpu_costs(kek, 2000 if args.quick else 20000).items()
+    }
+    result["load_average_after"] = [round(x, 2) for x in os.getloadavg()]
+    text = json.dumps(result, indent=2)
+    print(text)
+    if args.out is not None:
+        args.out.write_text(text + "\n")
+
+
+if __name__ == "__main__":
+    main()
