@@ -282,3 +282,34 @@ def test_kes_forget_forgets_once_and_names_an_unknown_subject(
     unknown = kes("forget", "nobody", *common, env=env)
     assert unknown.returncode == 1 and "'nobody' has no data key" in unknown.stderr
     assert kafka_store.stream_version("DataSubject", "m-1") == 1
+
+
+def test_the_http_api_serves_plaintext_then_placeholders(
+    kafka_config: KafkaConfig, kafka_store: KafkaEventStore
+) -> None:
+    from starlette.testclient import TestClient
+
+    from kes.serve import create_app
+
+    keys = KafkaKeyRing(kafka_config, LocalKeyEncryptionKey(os.urandom(32)))
+    app = Application(kafka_store, keys=keys)
+    app.save(Member("m-1", NAME, EMAIL))
+    no_kek = KafkaKeyRing(kafka_config, None)
+    try:
+        with TestClient(create_app(kafka_store, keys=keys)) as http:
+
+            def member() -> dict[str, Any]:
+                response = http.get("/streams/Member/m-1")
+                assert response.status_code == 200, response.text
+                payload: dict[str, Any] = response.json()["events"][0]["payload"]
+                return payload
+
+            assert member()["email"] == EMAIL
+            with TestClient(create_app(kafka_store, keys=no_kek)) as without:
+                stored = without.get("/streams/Member/m-1").json()["events"][0]
+                assert "email" not in stored["payload"] and stored["personal"]  # as stored
+            app.forget("m-1")
+            assert (member()["email"], member()["plan"]) == (FORGOTTEN, "free")
+    finally:
+        no_kek.close()
+        keys.close()
