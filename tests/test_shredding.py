@@ -560,3 +560,17 @@ def test_the_documented_wire_format_of_personal_fields_is_what_kes_reads() -> No
     assert env.personal and env.personal[0].fields == {"email": FORGOTTEN}
     plaintext = b'{"email":"jdoe@example.com"}'
     assert len(env.personal[0].data) == 12 + len(plaintext) + 16
+
+
+def test_forwarded_appends_carry_the_sealed_fields_unchanged(
+    app: Application, keys: MemoryKeyRing
+) -> None:
+    from kes.store.kafka._routing import AppendCall, call_decoder, encoder
+
+    (created,) = Member("m-1", NAME, EMAIL).collect_events()
+    sealed = keys.seal(Member.personal_fields()["MemberJoined"], "m-1", created)
+    call = AppendCall("id", "reply", 1.0, "Member", "m-1", 0, [sealed])
+    raw = encoder.encode(call)
+    assert EMAIL.encode() not in raw
+    decoded = call_decoder.decode(raw)
+    assert isinstance(decoded, AppendCall) and decoded.events == [sealed]
