@@ -34,6 +34,7 @@ __all__ = ["FORGOTTEN", "Personal", "PersonalFields", "personal"]
 #: What a personal ``str`` field reads as once its subject is forgotten (the default
 #: placeholder; pass ``placeholder=`` to ``personal`` for another).
 FORGOTTEN = "[forgotten]"
+MAX_SUBJECT_LENGTH = 1024  # a subject id is also the id of its DataSubject stream
 
 
 class _Unset:
@@ -87,13 +88,19 @@ class PersonalFields:
         if group.subject_field is None:
             return aggregate_id
         value = data.get(group.subject_field)
-        if not isinstance(value, str) or not value:
+        if (
+            not isinstance(value, str)
+            or not value
+            or value.strip() != value
+            or len(value) > MAX_SUBJECT_LENGTH
+        ):
             from kes.errors import InvalidInputError
 
             fields = ", ".join(sorted(group.placeholders))
             raise InvalidInputError(
                 f"event {self.event_name}: personal field(s) {fields} belong to the subject "
-                f"named by {group.subject_field!r}, which is {value!r}; give a non-empty id."
+                f"named by {group.subject_field!r}, which is {value!r}; give an id of 1 to "
+                f"{MAX_SUBJECT_LENGTH} characters without surrounding spaces."
             )
         return value
 

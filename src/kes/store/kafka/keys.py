@@ -183,6 +183,7 @@ class KafkaKeyRing(KeyRing):
         """Stop following the topic. Idempotent."""
         with self._start_lock:
             self._closed = True
+            self._ready = False
         if self._table is not None:
             self._table.close()
         if self._producer is not None:
@@ -249,7 +250,17 @@ class KafkaKeyRing(KeyRing):
                 if value is None:
                     held.pop(key_id, None)
                 elif key_id not in held:
-                    r = _key_decoder.decode(value)
+                    try:
+                        r = _key_decoder.decode(value)
+                    except msgspec.ValidationError as exc:  # DecodeError is a subclass
+                        log.error(
+                            "%s: %s at offset %d is not a key record: %s",
+                            self.topic,
+                            key,
+                            offset,
+                            exc,
+                        )
+                        return
                     held[key_id] = (
                         offset,
                         WrappedKey(r.subject, r.key_id, r.kek, r.wrapped, r.created_at),
