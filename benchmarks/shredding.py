@@ -3,8 +3,8 @@
     KES_BOOTSTRAP_SERVERS=127.0.0.1:9092 python -m benchmarks.shredding [--quick] [--out FILE]
 
 Two aggregate classes with identical events and values (a user: created with a name and
-an email, then email changes); in one the name and email are ``personal()``. Measured,
-each variant alternately, ``--runs`` times:
+an email, then email changes); in one the name and email are ``personal()``. Measured
+``--runs`` times:
 
 - **append**: ``--threads`` threads save users through one ``Application`` (each save one
   atomic append of ``--events`` events), events/s;
@@ -16,8 +16,14 @@ each variant alternately, ``--runs`` times:
 - **cpu**: encrypting (``KeyRing.seal``) and decrypting (``reveal``) one event, microseconds,
   next to encoding and decoding its envelope, without Kafka.
 
-Ratios are personal / plain rate (1.0: free; 0.9: 10% slower), the median of the per-run
-ratios. Prints one JSON document with the load average before and after.
+Both variants run in one namespace, interleaved: appends in 10 rounds of alternating
+order, loads user by user, the projection 4 times each; so a machine's drifting load hits
+both alike. Ratios are personal / plain rate (1.0: free; 0.9: 10% slower), the median of
+the per-run ratios. ``crypto_share_of_personal_time`` is the part of the personal
+variant's time spent inside sealing and revealing (clocked around each call): on a busy
+machine, where Kafka round trips swing, it tells the cost apart from the noise (the
+ratio it implies is 1 - share). Prints one JSON document with the load average before
+and after.
 """
 
 from __future__ import annotations
@@ -28,7 +34,9 @@ import os
 import statistics
 import time
 import uuid
+from collections.abc import Callable, Iterator
 from concurrent.futures import ThreadPoolExecutor
+from functools import partial
 from pathlib import Path
 from typing import Annotated, Any
 
@@ -76,13 +84,14 @@ class PersonalUser(Aggregate, id_field="user_id"):
         self.email = email
 
 
-VARIANTS: dict[str, type[PlainUser] | type[PersonalUser]] = {
+User = type[PlainUser] | type[PersonalUser]
+VARIANTS: dict[str, User] = {
     "plain": PlainUser,
     "personal": PersonalUser,
 }
 
 
-def build(cls: type[PlainUser] | type[PersonalUser], uid: str, events: int) -> Aggregate:
+def build(cls: User, uid: str, events: int) -> Aggregate:
     user = cls(uid, f"Person Number {uid}", f"person.{uid}@example.org")
     for i in range(events - 1):
         user.change_email(f"person.{uid}.{i}@example.org")
@@ -115,56 +124,107 @@ class Touch(Projection):
 
 
 LONG = 500  # events of each long stream
+ROUNDS = 10  # each measure alternates the variants this often, so drifting load hits both
+
+
+def orders(rounds: int) -> Iterator[tuple[str, ...]]:
+    """The variants in alternating order, ``rounds`` times."""
+    for r in range(rounds):
+        yield tuple(VARIANTS) if r % 2 == 0 else tuple(reversed(VARIANTS))
 
 
 def one_run(
-    variant: str, users: int, events: int, threads: int, long: int, kek: LocalKeyEncryptionKey
-) -> dict[str, float]:
-    cls = VARIANTS[variant]
+    users: int, events: int, threads: int, long: int, kek: LocalKeyEncryptionKey
+) -> dict[str, dict[str, float]]:
+    """measure -> variant -> events/s, both variants interleaved in one namespace."""
     cfg = config(f"bsh{uuid.uuid4().hex[:8]}")
     keys = KafkaKeyRing(cfg, kek)
-    store = KafkaEventStore(cfg)
-    app = Application(store, keys=keys, cache_size=0)
+    app = Application(KafkaEventStore(cfg), keys=keys, cache_size=0)
+    spent: dict[str, dict[str, float]] = {}
+    counts: dict[str, dict[str, int]] = {}
+    crypto = [0.0]  # seconds inside KeyRing.seal / reveal (all threads)
+    in_crypto: dict[str, float] = {}
+
+    def clocked(fn: Callable[..., Any]) -> Callable[..., Any]:
+        def run(*args: Any) -> Any:
+            t = time.perf_counter()
+            try:
+                return fn(*args)
+            finally:
+                crypto[0] += time.perf_counter() - t
+
+        return run
+
+    keys.seal = clocked(keys.seal)  # type: ignore[method-assign]
+    keys.reveal = clocked(keys.reveal)  # type: ignore[method-assign]
+
+    def timed(measure: str, variant: str, n: int, fn: Callable[[], object]) -> None:
+        before = crypto[0]
+        t = time.perf_counter()
+        fn()
+        by = spent.setdefault(measure, dict.fromkeys(VARIANTS, 0.0))
+        by[variant] += time.perf_counter() - t
+        counted = counts.setdefault(measure, dict.fromkeys(VARIANTS, 0))
+        counted[variant] += n
+        in_crypto[measure] = in_crypto.get(measure, 0.0) + crypto[0] - before
+
     try:
-        app.save(build(cls, "warm-up", 1))
+        for cls in VARIANTS.values():
+            app.save(build(cls, "warm-up", 1))
         ids = [f"u{i}" for i in range(users)]
-        t = time.perf_counter()
+        chunks = [ids[i::ROUNDS] for i in range(ROUNDS)]
         with ThreadPoolExecutor(threads) as pool:
-            list(pool.map(lambda uid: app.save(build(cls, uid, events)), ids))
-        append_s = time.perf_counter() - t
+            for chunk, order in zip(chunks, orders(ROUNDS), strict=True):
+                for v in order:
+                    cls = VARIANTS[v]
+
+                    def save_all(cls: User = cls, chunk: list[str] = chunk) -> None:
+                        list(pool.map(lambda uid: app.save(build(cls, uid, events)), chunk))
+
+                    timed("append", v, len(chunk) * events, save_all)
         long_ids = [f"long{i}" for i in range(long)]
-        for uid in long_ids:
-            app.save(build(cls, uid, LONG))
+        for cls in VARIANTS.values():
+            for uid in long_ids:
+                app.save(build(cls, uid, LONG))
         keys._cache.clear()  # loads start cold: each key unwrapped once, then cached
-        t = time.perf_counter()
-        for uid in ids:
-            app.get(cls, uid)
-        load_s = time.perf_counter() - t
-        t = time.perf_counter()
-        for uid in long_ids:
-            app.get(cls, uid)
-        load_long_s = time.perf_counter() - t
-        keys._cache.clear()
+        for uid, order in zip(ids, orders(len(ids)), strict=True):
+            for v in order:
+                timed("load", v, events, partial(app.get, VARIANTS[v], uid))
+        for uid, order in zip(long_ids, orders(len(long_ids)), strict=True):
+            for v in order:
+                timed("load_long", v, LONG, partial(app.get, VARIANTS[v], uid))
+        expected = users * events + long * LONG + 1
+        for r, order in enumerate(orders(4)):
+            for v in order:
+                keys._cache.clear()
 
-        class Reader(Touch):
-            aggregate_types = (cls.aggregate_type,)
+                class Reader(Touch):
+                    name = f"bench-shredding-{r}"
+                    aggregate_types = (VARIANTS[v].aggregate_type,)
 
-        first: list[tuple[float, int]] = []
+                first: list[tuple[float, int]] = []
 
-        def on_batch(stats: RunStats) -> None:
-            if not first:
-                first.append((time.perf_counter(), stats.records))
+                def on_batch(stats: RunStats, first: list[tuple[float, int]] = first) -> None:
+                    if not first:
+                        first.append((time.perf_counter(), stats.records))
 
-        runner = ProjectionRunner(Reader(), cfg, until_caught_up=True, keys=keys, on_batch=on_batch)
-        stats = runner.run()
-        projection_s = time.perf_counter() - first[0][0]
-        total = users * events
-        assert stats.records == total + long * LONG + 1, (stats.records, total)
+                runner = ProjectionRunner(
+                    Reader(), cfg, until_caught_up=True, keys=keys, on_batch=on_batch
+                )
+                before = crypto[0]
+                stats = runner.run()
+                in_crypto["projection"] = in_crypto.get("projection", 0.0) + crypto[0] - before
+                assert stats.records == expected, (stats.records, expected)
+                by = spent.setdefault("projection", dict.fromkeys(VARIANTS, 0.0))
+                by[v] += time.perf_counter() - first[0][0]
+                counted = counts.setdefault("projection", dict.fromkeys(VARIANTS, 0))
+                counted[v] += stats.records - first[0][1]
         return {
-            "append": total / append_s,
-            "load": total / load_s,
-            "load_long": long * LONG / load_long_s,
-            "projection": (stats.records - first[0][1]) / projection_s,
+            m: {
+                **{v: counts[m][v] / spent[m][v] for v in VARIANTS},
+                "crypto_share": in_crypto.get(m, 0.0) / spent[m]["personal"],
+            }
+            for m in spent
         }
     finally:
         app.close()
@@ -209,10 +269,7 @@ def main() -> None:
     long = args.long or (6 if args.quick else 20)
     kek = LocalKeyEncryptionKey(os.urandom(32))
     load_before = [round(x, 2) for x in os.getloadavg()]
-    runs: dict[str, list[dict[str, float]]] = {v: [] for v in VARIANTS}
-    for _ in range(args.runs):
-        for variant in VARIANTS:  # alternate, so drifting load hits both alike
-            runs[variant].append(one_run(variant, users, args.events, args.threads, long, kek))
+    runs = [one_run(users, args.events, args.threads, long, kek) for _ in range(args.runs)]
     result: dict[str, Any] = {
         "workload": {
             "users": users,
@@ -225,10 +282,12 @@ def main() -> None:
         "load_average_before": load_before,
     }
     for measure in ("append", "load", "load_long", "projection"):
-        plain = [r[measure] for r in runs["plain"]]
-        personal_ = [r[measure] for r in runs["personal"]]
+        plain = [r[measure]["plain"] for r in runs]
+        personal_ = [r[measure]["personal"] for r in runs]
         ratios = [p / q for p, q in zip(personal_, plain, strict=True)]
+        shares = [r[measure]["crypto_share"] for r in runs]
         result[measure] = {
+            "crypto_share_of_personal_time": round(statistics.median(shares), 3),
             "plain_events_per_s": round(statistics.median(plain)),
             "personal_events_per_s": round(statistics.median(personal_)),
             "ratio": round(statistics.median(ratios), 3),
