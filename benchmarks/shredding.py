@@ -6,8 +6,10 @@ Two aggregate classes with identical events and values (a user: created with a n
 an email, then email changes); in one the name and email are ``personal()``. Measured
 ``--runs`` times:
 
-- **append**: ``--threads`` threads save users through one ``Application`` (each save one
-  atomic append of ``--events`` events), events/s;
+- **append**: ``--threads`` threads save new users through one ``Application`` (each save
+  one atomic append of ``--events`` events; the first save of a subject creates its data
+  key: one acks=all write to the key topic and a read to its end), events/s;
+  **append_existing**: as many events again, appended to those users (keys exist);
 - **load**: every user loaded through the repository (no cache, no snapshots: the full
   replay a cold load does), events/s; **load_long**: the same for ``--long`` users of
   500 events each, where replay, not the round trip, is the cost;
@@ -91,6 +93,13 @@ VARIANTS: dict[str, User] = {
 }
 
 
+def changed(user: Aggregate, events: int) -> Aggregate:
+    """``user`` with ``events`` more email changes pending."""
+    for i in range(events):
+        user.change_email(f"{user.id}.again.{i}@example.org")  # type: ignore[attr-defined]
+    return user
+
+
 def build(cls: User, uid: str, events: int) -> Aggregate:
     user = cls(uid, f"Person Number {uid}", f"person.{uid}@example.org")
     for i in range(events - 1):
@@ -168,6 +177,12 @@ def one_run(
         counted[variant] += n
         in_crypto[measure] = in_crypto.get(measure, 0.0) + crypto[0] - before
 
+    made: dict[User, list[Aggregate]] = {cls: [] for cls in VARIANTS.values()}
+
+    def save(user: Aggregate) -> Aggregate:
+        app.save(user)
+        return user
+
     try:
         for cls in VARIANTS.values():
             app.save(build(cls, "warm-up", 1))
@@ -179,9 +194,19 @@ def one_run(
                     cls = VARIANTS[v]
 
                     def save_all(cls: User = cls, chunk: list[str] = chunk) -> None:
-                        list(pool.map(lambda uid: app.save(build(cls, uid, events)), chunk))
+                        built = list(pool.map(lambda uid: save(build(cls, uid, events)), chunk))
+                        made[cls].extend(built)
 
                     timed("append", v, len(chunk) * events, save_all)
+            # Appending to subjects whose key exists: encryption alone, no key created.
+            for r, order in enumerate(orders(ROUNDS)):
+                for v in order:
+                    users_r = made[VARIANTS[v]][r::ROUNDS]
+
+                    def more(users_r: list[Aggregate] = users_r) -> None:
+                        list(pool.map(lambda u: save(changed(u, events)), users_r))
+
+                    timed("append_existing", v, len(users_r) * events, more)
         long_ids = [f"long{i}" for i in range(long)]
         for cls in VARIANTS.values():
             for uid in long_ids:
@@ -189,11 +214,11 @@ def one_run(
         keys._cache.clear()  # loads start cold: each key unwrapped once, then cached
         for uid, order in zip(ids, orders(len(ids)), strict=True):
             for v in order:
-                timed("load", v, events, partial(app.get, VARIANTS[v], uid))
+                timed("load", v, 2 * events, partial(app.get, VARIANTS[v], uid))
         for uid, order in zip(long_ids, orders(len(long_ids)), strict=True):
             for v in order:
                 timed("load_long", v, LONG, partial(app.get, VARIANTS[v], uid))
-        expected = users * events + long * LONG + 1
+        expected = 2 * users * events + long * LONG + 1
         for r, order in enumerate(orders(4)):
             for v in order:
                 keys._cache.clear()
@@ -222,7 +247,9 @@ def one_run(
         return {
             m: {
                 **{v: counts[m][v] / spent[m][v] for v in VARIANTS},
-                "crypto_share": in_crypto.get(m, 0.0) / spent[m]["personal"],
+                # of thread time: appends run on ``threads`` threads at once
+                "crypto_share": in_crypto.get(m, 0.0)
+                / (spent[m]["personal"] * (threads if m.startswith("append") else 1)),
             }
             for m in spent
         }
@@ -281,7 +308,7 @@ def main() -> None:
         },
         "load_average_before": load_before,
     }
-    for measure in ("append", "load", "load_long", "projection"):
+    for measure in ("append", "append_existing", "load", "load_long", "projection"):
         plain = [r[measure]["plain"] for r in runs]
         personal_ = [r[measure]["personal"] for r in runs]
         ratios = [p / q for p, q in zip(personal_, plain, strict=True)]

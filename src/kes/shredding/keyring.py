@@ -81,7 +81,9 @@ class KeyRing(ABC):
         self._cache: OrderedDict[tuple[str, str], AESGCM] = OrderedDict()
         self._writing: dict[str, tuple[str, AESGCM]] = {}  # subject -> key new data uses
         self._cache_lock = threading.Lock()
-        self._create_lock = threading.Lock()
+        # One creation per subject at a time in this process (others' run concurrently:
+        # creating a key waits for a round trip to the key store).
+        self._create_locks = [threading.Lock() for _ in range(64)]
         self._listeners: list[Listener] = []
         self.unwraps = 0  # how many times a key was unwrapped (cache misses)
         self._cache_hits = 0
@@ -133,7 +135,7 @@ class KeyRing(ABC):
             return chosen
         keys = self.keys_of(subject)
         if not keys:
-            with self._create_lock:
+            with self._create_locks[hash(subject) % len(self._create_locks)]:
                 keys = self.keys_of(subject) or self._create(subject)
         key = keys[0]
         chosen = (key.key_id, self._cipher(key))
