@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import base64
 import contextlib
 import io
 import os
@@ -61,6 +62,7 @@ def test_readme_python_blocks_run(
     monkeypatch.setenv("KES_TOPIC_PREFIX", f"{unique}.events.")
     monkeypatch.setenv("KES_INDEX_DIR", str(tmp_path / "index"))
     monkeypatch.setenv("KES_PARTITIONS", "4")
+    monkeypatch.setenv("KES_KEK", base64.b64encode(os.urandom(32)).decode())
     monkeypatch.chdir(tmp_path)
     promised = 0
     for i, code in enumerate(blocks, 1):

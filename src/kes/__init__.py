@@ -2,9 +2,10 @@
 
 Everything an application needs is importable from here. The Kafka backend
 (``KafkaEventStore``, ``KafkaConfig``, ``KafkaSnapshotStore``) loads on first use, so
-``import kes`` alone never loads the Kafka client. Extensions have their own doors:
-``kes.aio`` (the same API for asyncio), ``kes.projections``, ``kes.streams``,
-``kes.schemas``, ``kes.testing``.
+``import kes`` alone never loads the Kafka client (nor the ciphers of personal data).
+Extensions have their own doors: ``kes.aio`` (the same API for asyncio),
+``kes.projections``, ``kes.streams``, ``kes.schemas``, ``kes.testing``, and
+``kes.shredding`` for what a key-management integration needs.
 """
 
 from __future__ import annotations
@@ -37,18 +38,31 @@ from kes.errors import (
     TopicConfigError,
     TransientError,
 )
+from kes.personal import FORGOTTEN, personal
+from kes.shredding import (
+    DataSubject,
+    PersonalDataError,
+    SubjectForgottenError,
+    UnknownSubjectError,
+)
 from kes.snapshots import MemorySnapshotStore, Snapshot, SnapshotStore
 from kes.store import ANY, NO_STREAM, AppendResult, EventStore, ExpectedVersion, MemoryEventStore
 
 if TYPE_CHECKING:
     from kes.kafka.config import KafkaConfig
+    from kes.shredding.kek import LocalKeyEncryptionKey
+    from kes.shredding.keyring import MemoryKeyRing
+    from kes.store.kafka.keys import KafkaKeyRing
     from kes.store.kafka.snapshots import KafkaSnapshotStore
     from kes.store.kafka.store import KafkaEventStore
 
 _LAZY = {
     "KafkaConfig": "kes.kafka.config",
     "KafkaEventStore": "kes.store.kafka.store",
+    "KafkaKeyRing": "kes.store.kafka.keys",
     "KafkaSnapshotStore": "kes.store.kafka.snapshots",
+    "LocalKeyEncryptionKey": "kes.shredding.kek",
+    "MemoryKeyRing": "kes.shredding.keyring",
 }
 
 
@@ -63,6 +77,7 @@ def __getattr__(name: str) -> Any:
 
 __all__ = [
     "ANY",
+    "FORGOTTEN",
     "NO_STREAM",
     "AccessDeniedError",
     "Aggregate",
@@ -70,6 +85,7 @@ __all__ = [
     "AppendResult",
     "Application",
     "ConcurrencyError",
+    "DataSubject",
     "DomainError",
     "DomainEvent",
     "Envelope",
@@ -81,12 +97,16 @@ __all__ = [
     "InvalidInputError",
     "KafkaConfig",
     "KafkaEventStore",
+    "KafkaKeyRing",
     "KafkaSnapshotStore",
     "KesError",
+    "LocalKeyEncryptionKey",
     "MemoryEventStore",
+    "MemoryKeyRing",
     "MemorySnapshotStore",
     "NewEvent",
     "NotOwnerError",
+    "PersonalDataError",
     "Position",
     "RecordedEvent",
     "Repository",
@@ -95,12 +115,15 @@ __all__ = [
     "SnapshotStore",
     "StoreUnavailableError",
     "StreamExistsError",
+    "SubjectForgottenError",
     "TopicConfigError",
     "TransientError",
     "UnknownEventError",
+    "UnknownSubjectError",
     "Upcaster",
     "VersionGapError",
     "event",
+    "personal",
     "retry_on_conflict",
 ]
 __version__ = "0.1.0"

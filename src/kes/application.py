@@ -5,6 +5,11 @@
 of several aggregates is **not** atomic across them: aggregates live in different Kafka
 partitions, which no single write spans. Coordinate multi-aggregate changes with a
 process manager (see ``examples/bank/transfers.py``) and idempotent commands.
+
+Personal fields (``kes.personal``) are encrypted here, after validation and before the
+store sees them, with each data subject's key from the application's ``keys``
+(``kes.shredding``); loads decrypt them. ``Application.forget(subject)`` deletes the
+subject's keys: from then on its fields load as their placeholders.
 """
 
 from __future__ import annotations
@@ -21,7 +26,7 @@ from collections import OrderedDict
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from datetime import datetime
 from itertools import takewhile
-from typing import Any, Generic, ParamSpec, TypeVar
+from typing import TYPE_CHECKING, Any, Generic, ParamSpec, TypeVar
 
 import msgspec
 
@@ -34,8 +39,13 @@ from kes.errors import (
     KesError,
     StreamExistsError,
 )
+from kes.shredding.errors import KeyEncryptionKeyError
+from kes.shredding.subject import DATA_SUBJECT, DataSubject
 from kes.snapshots import Snapshot, SnapshotStore, restore, take_snapshot
-from kes.store.base import NO_STREAM, AppendResult, EventStore, Expected
+from kes.store.base import NO_STREAM, AppendResult, EventStore, Expected, check_stream
+
+if TYPE_CHECKING:
+    from kes.shredding.keyring import KeyRing
 
 __all__ = [
     "Application",
@@ -87,10 +97,28 @@ class RepositoryCore(Generic[A]):
         cache_size: int = 1000,
         clock: Callable[[], datetime] = now,
         validator: EventValidator | None = None,
+        keys: KeyRing | None = None,
     ) -> None:
         every = snapshot_every if snapshot_every is not None else aggregate_cls.snapshot_every
         if every is not None and every < 1:
             raise InvalidInputError(f"snapshot_every must be >= 1 or None, got {every}.")
+        self.keys = keys
+        self._personal = aggregate_cls.personal_fields()
+        if self._personal and (keys is None or keys.kek is None):
+            declared = ", ".join(
+                f"{name}.{field}" for name, p in self._personal.items() for field in sorted(p.names)
+            )
+            raise KeyEncryptionKeyError(
+                f"{aggregate_cls.__name__} declares personal fields ({declared}), and "
+                + (
+                    "this application has no key ring: pass keys=KafkaKeyRing(...) or "
+                    "MemoryKeyRing(...) to Application."
+                    if keys is None
+                    else "no key-encryption key is configured: set KES_KEK_FILE (a file with "
+                    "32 random bytes, e.g. from `openssl rand -base64 32`) or KES_KEK."
+                )
+                + " kes never stores personal fields in plaintext."
+            )
         self.aggregate_cls = aggregate_cls
         self.aggregate_type = aggregate_cls.aggregate_type
         self.snapshots = snapshots
@@ -122,7 +150,7 @@ class RepositoryCore(Generic[A]):
     def _caught_up(self, agg: A, new: list[RecordedEvent]) -> A:
         """``agg`` (a cache copy) with the events appended since it was cached."""
         if new:
-            self.aggregate_cls.replay(new, into=agg)
+            self.aggregate_cls.replay(self._reveal(new), into=agg)
             self._remember(agg._kes_clone())
         return agg
 
@@ -130,6 +158,8 @@ class RepositoryCore(Generic[A]):
         self, snap: Snapshot | None, version: int | None, at: datetime | None
     ) -> A | None:
         """The aggregate a snapshot gives for a load of ``version`` / ``at``, if it serves."""
+        if snap is not None and snap.sealed:
+            snap = self._open(snap)
         if (
             snap is not None
             and (version is None or snap.version <= version)
@@ -150,12 +180,57 @@ class RepositoryCore(Generic[A]):
         at: datetime | None,
     ) -> A | None:
         """``agg`` (or a new aggregate) after ``events``; None when no such state exists."""
+        events = self._reveal(list(events))
         if at is not None:
             events = takewhile(lambda e: e.timestamp <= at, events)
         agg = self.aggregate_cls.replay(events, into=agg)
         if agg is None or (version is not None and agg.version < version):
             return None
         return agg
+
+    def _reveal(self, events: list[RecordedEvent]) -> list[RecordedEvent]:
+        """The events with their personal fields decrypted (or placeholders)."""
+        revealed = events
+        for i, e in enumerate(events):
+            if e.envelope.personal:
+                if self.keys is None:
+                    raise KeyEncryptionKeyError(
+                        f"{self.aggregate_type} {e.aggregate_id!r} v{e.version} has personal "
+                        "fields, and this application has no key ring to decrypt them: pass "
+                        "keys= to Application (from_env makes one from KES_KEK_FILE)."
+                    )
+                if revealed is events:
+                    revealed = list(events)
+                revealed[i] = RecordedEvent(self.keys.reveal(e.envelope), e.position)
+        return revealed
+
+    def _open(self, snap: Snapshot) -> Snapshot | None:
+        """A sealed snapshot opened; None (and deleted) when a subject is forgotten."""
+        if self.keys is None:
+            return None
+        try:
+            opened = self.keys.open_snapshot(snap)
+        except KesError as exc:  # the events say it louder, if it matters
+            log.warning(
+                "sealed snapshot of %s %r unusable: %s", snap.aggregate_type, snap.aggregate_id, exc
+            )
+            return None
+        if opened is None and self.snapshots is not None:
+            log.info(
+                "snapshot of %s %r holds a forgotten subject: deleted",
+                snap.aggregate_type,
+                snap.aggregate_id,
+            )
+            try:
+                self.snapshots.delete(snap.aggregate_type, snap.aggregate_id)
+            except KesError as exc:
+                log.warning(
+                    "deleting the snapshot of %s %r failed: %s",
+                    snap.aggregate_type,
+                    snap.aggregate_id,
+                    exc,
+                )
+        return opened
 
     def _not_found_message(
         self, agg_id: str, version: int | None, at: datetime | None, current: int
@@ -197,6 +272,15 @@ class RepositoryCore(Generic[A]):
             ]
         if self.validator is not None:
             self.validator(self.aggregate_cls, events)  # raises: nothing written
+        personal = self._personal
+        if personal and self.keys is not None:  # encrypted after validation, before writing
+            keys = self.keys
+            events = [
+                keys.seal(personal[e.event_type], aggregate.id, e)
+                if e.event_type in personal
+                else e
+                for e in events
+            ]
         return events, expected, base
 
     def _saved(
@@ -221,7 +305,12 @@ class RepositoryCore(Generic[A]):
         ):
             try:
                 last = result.positions[-1] if result.positions else None
-                return take_snapshot(aggregate, last)
+                snapshot = take_snapshot(aggregate, last)
+                if aggregate.data_subjects:
+                    if self.keys is None:
+                        raise KeyEncryptionKeyError("no key ring to seal personal data with")
+                    snapshot = self.keys.seal_snapshot(snapshot, aggregate.data_subjects)
+                return snapshot
             except KesError as exc:
                 self._snapshot_not_saved(aggregate, exc)
         return None
@@ -237,9 +326,18 @@ class RepositoryCore(Generic[A]):
         with self._lock:
             self._cache.pop(aggregate_id, None)
 
+    def evict_subject(self, subject: str) -> None:
+        """Drop every cached aggregate holding personal data of ``subject``."""
+        with self._lock:
+            for agg_id in [k for k, a in self._cache.items() if subject in a.data_subjects]:
+                del self._cache[agg_id]
+
     def _remember(self, aggregate: A) -> None:
         if self.cache_size <= 0:
             return
+        subjects = aggregate.data_subjects
+        if subjects and self.keys is not None and any(map(self.keys.is_forgotten, subjects)):
+            return  # a copy loaded before its subject was forgotten: never cached again
         with self._lock:
             held = self._cache.get(aggregate.id)
             if held is not None and held.version > aggregate.version:
@@ -267,8 +365,11 @@ class Repository(RepositoryCore[A]):
         cache_size: int = 1000,
         clock: Callable[[], datetime] = now,
         validator: EventValidator | None = None,
+        keys: KeyRing | None = None,
     ) -> None:
-        super().__init__(aggregate_cls, snapshots, snapshot_every, cache_size, clock, validator)
+        super().__init__(
+            aggregate_cls, snapshots, snapshot_every, cache_size, clock, validator, keys
+        )
         self.store = store
 
     def get(
@@ -366,7 +467,8 @@ class Application:
     ``snapshot_every`` maps aggregate type -> N (snapshot every N events), overriding
     the class attribute ``snapshot_every``; snapshots need a ``snapshots`` store.
     ``validator`` sees every append's events first and may refuse them (see
-    ``kes.schemas.SchemaValidator``).
+    ``kes.schemas.SchemaValidator``). ``keys`` holds the data subjects' keys that
+    personal fields are encrypted with (needed by aggregates that declare any).
 
     Thread-safe: one Application serves every thread of a process (``get`` hands each
     caller its own copy of an aggregate; concurrent saves of one aggregate conflict).
@@ -380,15 +482,19 @@ class Application:
         cache_size: int = 1000,
         clock: Callable[[], datetime] = now,
         validator: EventValidator | None = None,
+        keys: KeyRing | None = None,
     ) -> None:
         self.store = store
         self.validator = validator
+        self.keys = keys
         self.snapshots = snapshots
         self.snapshot_every = dict(snapshot_every or {})
         self.cache_size = cache_size
         self.clock = clock
         self._repositories: dict[type[Aggregate], Repository[Any]] = {}
         self._lock = threading.Lock()
+        if keys is not None:
+            keys.on_forget(self._evict_subject)  # forgotten here or by another process
 
     @classmethod
     def from_env(
@@ -403,25 +509,32 @@ class Application:
 
         Builds ``KafkaEventStore(KafkaConfig.from_env(**overrides))`` (``KES_BOOTSTRAP_SERVERS``
         and the other ``KES_*`` variables; ``overrides`` are KafkaConfig fields, e.g.
-        ``bootstrap_servers="kafka:9092"``) and, unless ``snapshots=False``, a
-        ``KafkaSnapshotStore`` on the same cluster. Nothing connects before first use.
-        Close it (or use ``with``) to stop its Kafka clients and threads.
+        ``bootstrap_servers="kafka:9092"``), unless ``snapshots=False`` a
+        ``KafkaSnapshotStore`` on the same cluster, and a ``KafkaKeyRing`` whose
+        key-encryption key comes from ``KES_KEK_FILE`` or ``KES_KEK``. Nothing connects
+        before first use, except that a configured KEK is checked at once against the
+        stored data keys: a missing file or a wrong KEK fails here. Close it (or use
+        ``with``) to stop its Kafka clients and threads.
         """
-        from kes.store.kafka import KafkaConfig, KafkaEventStore, KafkaSnapshotStore
+        from kes.store.kafka import KafkaConfig, KafkaEventStore, KafkaKeyRing, KafkaSnapshotStore
 
         config = KafkaConfig.from_env(**overrides)
+        keys = KafkaKeyRing.from_env(config)
         return cls(
             KafkaEventStore(config),
             snapshots=KafkaSnapshotStore(config) if snapshots else None,
             snapshot_every=snapshot_every,
             cache_size=cache_size,
+            keys=keys,
         )
 
     def close(self) -> None:
-        """Close the snapshot store and the event store."""
+        """Close the snapshot store, the key ring and the event store."""
         try:
             if self.snapshots is not None:
                 self.snapshots.close()
+            if self.keys is not None:
+                self.keys.close()
         finally:
             self.store.close()
 
@@ -444,6 +557,7 @@ class Application:
                     cache_size=self.cache_size,
                     clock=self.clock,
                     validator=self.validator,
+                    keys=self.keys,
                 )
                 self._repositories[cls] = repo
             return repo
@@ -473,6 +587,44 @@ class Application:
         return [
             self.repository(type(agg)).append(agg, metadata, idempotency_key) for agg in aggregates
         ]
+
+    def forget(self, subject: str) -> bool:
+        """Forget a data subject (the GDPR's right to erasure): delete its data keys and
+        record ``SubjectForgotten`` (stream ``DataSubject/<subject>``).
+
+        From then on every personal field of the subject, in every event, snapshot and
+        copy of a record, reads as its placeholder; all other fields, versions and event
+        ids stay. Snapshots sealed with its key and cached aggregates holding its data
+        are removed. Returns True when forgotten now, False when it had been (nothing is
+        written). Raises UnknownSubjectError when kes never stored personal data of it.
+        """
+        check_stream(DATA_SUBJECT, subject)
+        if self.keys is None:
+            raise KeyEncryptionKeyError(
+                f"cannot forget subject {subject!r}: this application has no key ring. "
+                "Pass keys= to Application (from_env makes one)."
+            )
+        deleted = self.keys.forget(subject)
+        recorded = False
+        if self.store.stream_version(DATA_SUBJECT, subject) == 0:
+            try:
+                self.save(DataSubject(subject_id=subject, key_ids=deleted))
+                recorded = True
+            except StreamExistsError:
+                pass  # another process recorded it at the same time
+        self._evict_subject(subject)
+        if self.snapshots is not None:
+            try:
+                self.snapshots.delete_holding(subject)
+            except KesError as exc:  # sealed: unreadable anyway, deleted when met
+                log.warning("deleting the snapshots of subject %r failed: %s", subject, exc)
+        return bool(deleted) or recorded
+
+    def _evict_subject(self, subject: str) -> None:
+        with self._lock:
+            repositories = list(self._repositories.values())
+        for repo in repositories:
+            repo.evict_subject(subject)
 
     def update(
         self,

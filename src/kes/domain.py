@@ -29,6 +29,11 @@ Payload values must be JSON values (str, int, float, bool, None, list, dict) or
 ``UUID``/``datetime``/``date``/``Decimal``, which are encoded as strings and decoded
 back to their annotated type. The body always receives decoded values, so a command
 and its replay see identical arguments.
+
+Personal data is declared on the fields that hold it, ``email: Annotated[str,
+personal()]`` (see :mod:`kes.personal`); the aggregate applies plaintext, the
+application encrypts it on save and, once the subject is forgotten, replay applies the
+field's placeholder instead.
 """
 
 from __future__ import annotations
@@ -48,6 +53,7 @@ from msgspec.structs import asdict
 
 from kes.envelope import NewEvent, RecordedEvent
 from kes.errors import InvalidInputError, KesError, SerializationError
+from kes.personal import PersonalFields, personal_fields
 
 __all__ = [
     "Aggregate",
@@ -99,6 +105,7 @@ class _EventSpec:
     payload_cls: type[msgspec.Struct]
     apply: Callable[[Aggregate, msgspec.Struct], None]
     signature: inspect.Signature | None = None
+    personal: PersonalFields | None = None  # fields holding a data subject's personal data
 
 
 _EVENT_ATTR = "__kes_event__"
@@ -189,6 +196,7 @@ class Aggregate:
         "_kes_applying",
         "_kes_id",
         "_kes_pending",
+        "_kes_subjects",
         "_kes_timestamp",
         "_kes_version",
     )
@@ -200,10 +208,12 @@ class Aggregate:
     upcasters: ClassVar[Mapping[tuple[str, int], Upcaster]] = {}
     _kes_events: ClassVar[dict[str, _EventSpec]] = {}
     _kes_by_class: ClassVar[dict[type[msgspec.Struct], _EventSpec]] = {}
+    _kes_personal: ClassVar[dict[str, PersonalFields]] = {}
 
     _kes_applying: bool
     _kes_id: str
     _kes_pending: list[NewEvent]
+    _kes_subjects: frozenset[str]
     _kes_timestamp: datetime | None
     _kes_version: int
 
@@ -233,6 +243,7 @@ class Aggregate:
                 specs[spec.name] = spec
         cls._kes_events = specs
         cls._kes_by_class = {s.payload_cls: s for s in specs.values()}
+        cls._kes_personal = {n: s.personal for n, s in specs.items() if s.personal is not None}
         init = vars(cls).get("__init__")
         if cls.id_field is None and init is not None and hasattr(init, _EVENT_ATTR):
             params = inspect.signature(getattr(init, _EVENT_ATTR)[0]).parameters
@@ -244,6 +255,7 @@ class Aggregate:
         self._kes_applying = False
         self._kes_id = ""
         self._kes_pending = []
+        self._kes_subjects = _NO_SUBJECTS
         self._kes_timestamp = None
         self._kes_version = 0
         return self
@@ -264,6 +276,11 @@ class Aggregate:
     def version(self) -> int:
         """How many events this object has applied, pending ones included."""
         return self._kes_version
+
+    @property
+    def data_subjects(self) -> frozenset[str]:
+        """The data subjects whose personal fields this aggregate has applied."""
+        return self._kes_subjects
 
     @property
     def pending_events(self) -> tuple[NewEvent, ...]:
@@ -289,6 +306,11 @@ class Aggregate:
         """Event name -> the payload schema version this class writes and applies."""
         return {name: spec.schema_version for name, spec in cls._kes_events.items()}
 
+    @classmethod
+    def personal_fields(cls) -> dict[str, PersonalFields]:
+        """Event name -> its personal fields, for the events that have any."""
+        return dict(cls._kes_personal)
+
     def trigger(self, domain_event: DomainEvent) -> None:
         """Record an explicit event object and apply it (``domain_event.apply(self)``)."""
         spec = type(self)._kes_by_class.get(type(domain_event))
@@ -311,6 +333,10 @@ class Aggregate:
                 f"{type(self).__name__} event {spec.name}: {exc}. Payload values must be JSON "
                 "values, UUID, datetime, date or Decimal."
             ) from exc
+        subjects = self._kes_subjects
+        if spec.personal is not None:  # an invalid subject id is refused before any change
+            found = {spec.personal.subject_of(g, self._kes_id, data) for g in spec.personal.groups}
+            subjects = subjects | found
         try:
             typed = msgspec.convert(data, spec.payload_cls, str_keys=True)
         except msgspec.ValidationError as exc:
@@ -328,6 +354,7 @@ class Aggregate:
         finally:
             self._kes_applying = False
         self._kes_version += 1
+        self._kes_subjects = subjects
         self._kes_pending.append(
             NewEvent(event_type=spec.name, payload=data, schema_version=spec.schema_version)
         )
@@ -380,6 +407,12 @@ class Aggregate:
                     payload = cls._kes_upcast(spec, env.schema_version, payload)
                 spec.apply(agg, msgspec.convert(payload, spec.payload_cls, str_keys=True))
                 agg._kes_version = env.version
+                if env.personal:
+                    subjects = agg._kes_subjects
+                    for sealed in env.personal:
+                        if sealed.subject not in subjects:
+                            subjects = subjects | {sealed.subject}
+                    agg._kes_subjects = subjects
                 if ts is None or env.timestamp > ts:
                     ts = env.timestamp
         finally:
@@ -419,21 +452,35 @@ class Aggregate:
 
     @classmethod
     def _kes_restore(
-        cls, aggregate_id: str, version: int, state: dict[str, Any], timestamp: datetime | None
+        cls,
+        aggregate_id: str,
+        version: int,
+        state: dict[str, Any],
+        timestamp: datetime | None,
+        subjects: Iterable[str] = (),
     ) -> Self:
         """Build an aggregate directly from state (snapshots, cache); runs no ``__init__``."""
         agg = cls.__new__(cls)
         agg._kes_id = aggregate_id
         agg._kes_version = version
         agg._kes_timestamp = timestamp
+        if subjects:
+            agg._kes_subjects = frozenset(subjects)
         agg.__dict__.update(state)
         return agg
 
     def _kes_clone(self) -> Self:
         """A deep copy without pending events, cheap for flat state."""
         return type(self)._kes_restore(
-            self._kes_id, self._kes_version, _clone_state(self.__dict__), self._kes_timestamp
+            self._kes_id,
+            self._kes_version,
+            _clone_state(self.__dict__),
+            self._kes_timestamp,
+            self._kes_subjects,
         )
+
+
+_NO_SUBJECTS: frozenset[str] = frozenset()
 
 
 def _clone_state(state: dict[str, Any]) -> dict[str, Any]:
@@ -450,6 +497,7 @@ def _method_spec(cls: type[Aggregate], attr: str, wrapper: Any) -> _EventSpec:
     sig = inspect.signature(fn)
     try:
         hints = get_type_hints(fn, localns=dict(vars(cls)))
+        extras = get_type_hints(fn, localns=dict(vars(cls)), include_extras=True)
     except NameError as exc:
         raise TypeError(f"{cls.__name__}.{attr}: cannot resolve an annotation: {exc}") from exc
     fields: list[tuple[str, Any] | tuple[str, Any, Any]] = []
@@ -472,7 +520,9 @@ def _method_spec(cls: type[Aggregate], attr: str, wrapper: Any) -> _EventSpec:
     def apply(agg: Aggregate, payload: msgspec.Struct) -> None:
         fn(agg, **asdict(payload))
 
-    return _EventSpec(name, schema_version, payload_cls, apply, sig)
+    declared = {p: extras[p] for p in list(sig.parameters)[1:] if p in extras}
+    personal = personal_fields(cls.__name__, name, payload_cls, declared)
+    return _EventSpec(name, schema_version, payload_cls, apply, sig, personal)
 
 
 def _class_spec(cls: type[Aggregate], event_cls: type[DomainEvent]) -> _EventSpec:
@@ -486,7 +536,12 @@ def _class_spec(cls: type[Aggregate], event_cls: type[DomainEvent]) -> _EventSpe
     def apply(agg: Aggregate, payload: msgspec.Struct) -> None:
         payload.apply(agg)  # type: ignore[attr-defined]
 
-    return _EventSpec(name, version, event_cls, apply)
+    try:
+        extras = get_type_hints(event_cls, include_extras=True)
+    except NameError as exc:
+        raise TypeError(f"{cls.__name__}.{event_cls.__name__}: cannot resolve: {exc}") from exc
+    personal = personal_fields(cls.__name__, name, event_cls, extras)
+    return _EventSpec(name, version, event_cls, apply, None, personal)
 
 
 def _check_name(cls: type[Aggregate], name: str) -> None:

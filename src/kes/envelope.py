@@ -2,7 +2,8 @@
 
 key = aggregate id (UTF-8); value = the JSON envelope below; headers carry
 ``eventType``, ``schemaVersion``, ``contentType`` and correlation ids so that
-routers need not decode the value. See docs/wire-format.md.
+routers need not decode the value. Personal fields travel encrypted in the envelope's
+``personal`` list (:class:`SealedFields`), never in ``payload``. See docs/wire-format.md.
 """
 
 from __future__ import annotations
@@ -51,10 +52,27 @@ def new_event_id() -> str:
     return f"{h[:8]}-{h[8:12]}-{h[12:16]}-{h[16:20]}-{h[20:]}"
 
 
+class SealedFields(msgspec.Struct, frozen=True, rename="camel"):
+    """Personal fields of one event and one data subject, encrypted (AES-256-GCM).
+
+    ``fields`` maps each protected payload field to the value it reads as once the
+    subject is forgotten (its placeholder); ``data`` is ``nonce (12 bytes) ||
+    ciphertext || tag (16 bytes)`` of the JSON object of those fields' values, base64
+    in JSON, under the subject's data key ``key_id``. See docs/wire-format.md.
+    """
+
+    subject: str
+    key_id: str
+    fields: dict[str, Any]
+    data: bytes
+
+
 class NewEvent(msgspec.Struct, frozen=True, kw_only=True):
     """An event to append. ``event_id`` defaults to a fresh UUID.
 
     Re-sending the same ``event_id`` at the same version is an idempotent retry.
+    ``personal`` holds the event's encrypted personal fields (set by the repository,
+    which removes them from ``payload``); unset when it has none.
     """
 
     event_type: str
@@ -63,6 +81,7 @@ class NewEvent(msgspec.Struct, frozen=True, kw_only=True):
     schema_version: int = 1
     metadata: Mapping[str, str] = msgspec.field(default_factory=dict)
     timestamp: datetime | None = None
+    personal: list[SealedFields] | msgspec.UnsetType = msgspec.UNSET
 
 
 class Position(msgspec.Struct, frozen=True):
@@ -85,6 +104,8 @@ class Envelope(msgspec.Struct, frozen=True, rename="camel"):
     schema_version: int
     payload: dict[str, Any]
     metadata: dict[str, str] = {}
+    # Absent from the JSON unless the event has personal fields (UNSET is never encoded).
+    personal: list[SealedFields] | msgspec.UnsetType = msgspec.UNSET
 
 
 class RecordedEvent(msgspec.Struct, frozen=True):
@@ -155,6 +176,7 @@ def to_envelope(aggregate_type: str, aggregate_id: str, version: int, event: New
         schema_version=event.schema_version,
         payload=dict(event.payload),
         metadata=dict(event.metadata),
+        personal=event.personal,
     )
 
 

@@ -19,6 +19,11 @@ Grouped by what the caller can do about it::
     ├── TopicConfigError                  a topic's settings would lose or misplace events
     ├── DomainError (kes.domain)          raised by aggregates' own rules
     │   └── UnknownEventError, VersionGapError
+    ├── PersonalDataError (kes.shredding) personal fields could not be protected or read
+    │   ├── KeyEncryptionKeyError         the KEK is missing or wrong: fix the deployment
+    │   ├── DataKeyUnavailableError       a key is lost though never forgotten
+    │   ├── SubjectForgottenError         new personal data of a forgotten subject
+    │   └── UnknownSubjectError (LookupError)  forget() of a subject with no key
     ├── SchemaError (kes.schemas)         registry: Confluent error codes and HTTP statuses
     ├── ProjectionError (kes.projections)
     └── BrokerError (kes.broker)          the local development broker

@@ -14,7 +14,7 @@ import threading
 import uuid
 from collections.abc import Awaitable, Callable, Mapping
 from datetime import datetime
-from typing import Any, TypeVar, overload
+from typing import TYPE_CHECKING, Any, TypeVar, overload
 
 from kes.aio.store import AsyncEventStore
 from kes.application import EventValidator, RepositoryCore, retry_on_conflict
@@ -23,6 +23,9 @@ from kes.envelope import now
 from kes.errors import AggregateNotFoundError, ConcurrencyError, KesError
 from kes.snapshots import Snapshot, SnapshotStore
 from kes.store.base import AppendResult
+
+if TYPE_CHECKING:
+    from kes.shredding.keyring import KeyRing
 
 __all__ = ["AsyncApplication", "AsyncRepository"]
 
@@ -42,8 +45,11 @@ class AsyncRepository(RepositoryCore[A]):
         cache_size: int = 1000,
         clock: Callable[[], datetime] = now,
         validator: EventValidator | None = None,
+        keys: KeyRing | None = None,
     ) -> None:
-        super().__init__(aggregate_cls, snapshots, snapshot_every, cache_size, clock, validator)
+        super().__init__(
+            aggregate_cls, snapshots, snapshot_every, cache_size, clock, validator, keys
+        )
         self.store = store
 
     async def get(
@@ -141,8 +147,10 @@ class AsyncApplication:
         cache_size: int = 1000,
         clock: Callable[[], datetime] = now,
         validator: EventValidator | None = None,
+        keys: KeyRing | None = None,
     ) -> None:
         self.store = store
+        self.keys = keys
         self.snapshots = snapshots
         self.snapshot_every = dict(snapshot_every or {})
         self.cache_size = cache_size
@@ -201,6 +209,7 @@ class AsyncApplication:
                     cache_size=self.cache_size,
                     clock=self.clock,
                     validator=self.validator,
+                    keys=self.keys,
                 )
                 self._repositories[cls] = repo
             return repo

@@ -56,6 +56,9 @@ class LocalCluster:
     nodes: list[Node] = field(default_factory=list)
     cluster_id: str = ""
     heap_mb: int = 512
+    # Broker settings on top of kes's (for tests, e.g. a fast log cleaner); kept in
+    # cluster.json so a restart keeps them.
+    properties: dict[str, str] = field(default_factory=dict)
 
     # ---- construction -------------------------------------------------------
 
@@ -70,13 +73,18 @@ class LocalCluster:
 
     @classmethod
     def plan(
-        cls, data_dir: str | Path = DEFAULT_DATA_DIR, nodes: int = 1, port: int = DEFAULT_PORT
+        cls,
+        data_dir: str | Path = DEFAULT_DATA_DIR,
+        nodes: int = 1,
+        port: int = DEFAULT_PORT,
+        properties: dict[str, str] | None = None,
     ) -> LocalCluster:
         if nodes not in (1, 3):
             raise BrokerError(f"--nodes must be 1 or 3, got {nodes}.")
         root = Path(data_dir).resolve()
         return cls(
             data_dir=str(root),
+            properties=dict(properties or {}),
             cluster_id=_new_cluster_id(),
             nodes=[
                 Node(
@@ -265,6 +273,7 @@ class LocalCluster:
             "num.network.threads": 2,
             "num.io.threads": 4,
             "log.segment.bytes": 256 * 1024 * 1024,
+            **self.properties,
         }
         return "".join(f"{k}={v}\n" for k, v in props.items())
 

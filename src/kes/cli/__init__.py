@@ -6,6 +6,7 @@ import click
 
 from kes.cli.broker import broker
 from kes.cli.dlq import dlq
+from kes.cli.forget import forget
 from kes.cli.project import project
 from kes.cli.schemas import schemas
 from kes.cli.serve import serve
@@ -29,6 +30,7 @@ cli.add_command(project)
 cli.add_command(dlq)
 cli.add_command(stream)
 cli.add_command(serve)
+cli.add_command(forget)
 
 
 def main() -> None:

@@ -21,7 +21,7 @@ from kes.projections.checkpoints import open_checkpoints
 from kes.projections.dlq import Parked, dlq_topic, read_parked
 from kes.projections.errors import ProjectionError
 from kes.projections.projection import KafkaProcessor, SqlProjection, dispatch
-from kes.projections.runner import database_url
+from kes.projections.runner import database_url, projection_key_ring
 
 
 @click.group()
@@ -150,6 +150,7 @@ def replay(spec: str, database: str | None, bootstrap_servers: str, topic_prefix
     if isinstance(projection, SqlProjection):
         store = open_checkpoints(database_url(projection, database))
     done = 0
+    projection.key_ring = projection_key_ring(config, projection)
     try:
         for p in read_parked(config, name, _replayed_up_to(config, name)):
             if p.value is None:
@@ -174,6 +175,7 @@ def replay(spec: str, database: str | None, bootstrap_servers: str, topic_prefix
     except KafkaException as exc:
         raise ProjectionError(f"replay of {dlq_topic(config, name)} stopped: {exc}") from exc
     finally:
+        projection.key_ring.close()
         if store is not None:
             store.close()
     click.echo(f"replayed {done} parked record(s) of {name}")

@@ -110,6 +110,7 @@ def serve(
             f"kes serve needs its extra: pip install 'kes[serve]' ({exc})."
         ) from None
     from kes.schemas.registry import SchemaRegistry
+    from kes.store.kafka.keys import KafkaKeyRing
     from kes.store.kafka.store import KafkaEventStore
 
     if bool(ssl_certfile) != bool(ssl_keyfile):
@@ -128,10 +129,11 @@ def serve(
     logging.basicConfig(
         level=log_level.upper(), format="%(asctime)s %(levelname)s %(name)s: %(message)s"
     )
+    keys = KafkaKeyRing.from_env(config)  # a KEK given is checked now
     store = KafkaEventStore(config)
     registry = SchemaRegistry(config, topic=schemas_topic) if schemas else None
     try:
-        app = create_app(store, settings, registry)
+        app = create_app(store, settings, registry, keys)
         scheme = "https" if ssl_certfile else "http"
         click.echo(
             f"kes serve: {scheme}://{host}:{port} (UI at /ui, API at /openapi.json); "
@@ -152,4 +154,5 @@ def serve(
     finally:
         if registry is not None:
             registry.close()
+        keys.close()
         store.close()

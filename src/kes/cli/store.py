@@ -8,6 +8,7 @@ import threading
 from typing import Any
 
 import click
+import msgspec
 from rich.console import Console
 from rich.table import Table
 
@@ -21,7 +22,9 @@ from kes.store.kafka import KafkaEventStore, rebuild_index
 
 
 def _event_dict(e: RecordedEvent) -> dict[str, Any]:
-    return {
+    """An event as the CLI prints it; personal fields as stored: encrypted, in ``personal``
+    (docs/wire-format.md), never decrypted here."""
+    shown = {
         "eventId": e.event_id,
         "eventType": e.event_type,
         "timestamp": e.timestamp.isoformat(),
@@ -37,6 +40,9 @@ def _event_dict(e: RecordedEvent) -> dict[str, Any]:
             "offset": e.position.offset,
         },
     }
+    if e.envelope.personal:
+        shown["personal"] = msgspec.to_builtins(e.envelope.personal)
+    return shown
 
 
 @click.command()

@@ -170,6 +170,10 @@ class KafkaConfig:
         part = self.events_prefix.strip(".")
         return f"{self.ns}.snapshots.{part}" if part else f"{self.ns}.snapshots"
 
+    def key_topic(self) -> str:
+        """The compacted single-partition topic of the data subjects' keys."""
+        return f"{self.ns}.keys"
+
     def schema_topic(self) -> str:
         """The registry's compacted single-partition topic (Confluent keeps ``_schemas``)."""
         return f"_{self.ns}_schemas"

@@ -1,10 +1,11 @@
 """A compacted topic read into memory: every record from the beginning handed to the
 owner's ``apply``, then the topic caught up with on demand or followed continuously.
 
-Used by the snapshot store (followed: gets are dict lookups) and the schema registry
-(caught up before each read: one watermark query). The component notices a deleted or
-re-created topic (offsets that go backwards, or a topic that vanished) and tells the
-owner to ``forget`` what it held, as a fresh process would.
+Used by the snapshot store (followed: gets are dict lookups), the key ring (followed,
+and :meth:`CompactedTopic.wait_until_end` before deciding a key is missing) and the
+schema registry (caught up before each read: one watermark query). The component
+notices a deleted or re-created topic (offsets that go backwards, or a topic that
+vanished) and tells the owner to ``forget`` what it held, as a fresh process would.
 """
 
 from __future__ import annotations
@@ -56,6 +57,8 @@ class CompactedTopic:
         self.load_seconds: float | None = None
         self.loaded_records = 0
         self._next: dict[int, int] = {}  # partition -> next offset to read
+        self._reached: dict[int, int] = {}  # partition -> position up to which records are applied
+        self._moved = threading.Condition()  # notified when the follower's positions move
         self._consumer: Consumer | None = None
         self._lock = threading.Lock()
         self._stop = threading.Event()
@@ -94,6 +97,28 @@ class CompactedTopic:
                 )
                 self._thread.start()
 
+    def wait_until_end(self, timeout: float) -> bool:
+        """Wait until the follower has applied every record written before this call:
+        its position in each partition reached the high watermark taken now. False on
+        timeout. Only for a followed topic."""
+        deadline = time.monotonic() + timeout
+        if not self.loaded.wait(timeout):
+            return False
+        if self.gone.is_set():
+            return True  # an absent topic holds nothing more
+        highs = {
+            p: watermarks(self.config, self.topic, p, max(1.0, deadline - time.monotonic()))[1]
+            for p in range(self.partitions)
+        }
+        with self._moved:
+            return self._moved.wait_for(
+                lambda: (
+                    self.gone.is_set()
+                    or all(self._reached.get(p, 0) >= high for p, high in highs.items())
+                ),
+                max(0.0, deadline - time.monotonic()),
+            )
+
     def _follow(self) -> None:
         started = time.monotonic()
         consumer = reader(self.config, **{"allow.auto.create.topics": False})
@@ -130,9 +155,11 @@ class CompactedTopic:
                             self._reset(p)
                         self._next[p] = msg.offset() + 1
                         self.apply(msg)
+                        self._reached[p] = msg.offset() + 1
                         if not self.loaded.is_set():
                             self.loaded_records += 1
                     elif err.code() == KafkaError._PARTITION_EOF:
+                        self._reached[p] = msg.offset()
                         at_end.add(p)
                         if len(at_end) >= assigned and not self.loaded.is_set():
                             self.load_seconds = time.monotonic() - started
@@ -144,6 +171,8 @@ class CompactedTopic:
                         self._on_gone()
                     else:
                         log.warning("%s: %s", self.topic, err.str())
+                with self._moved:
+                    self._moved.notify_all()
         except (KafkaException, KesError):
             log.exception("%s: the reader stopped; what it held is forgotten", self.topic)
             self.forget(None)
@@ -161,6 +190,7 @@ class CompactedTopic:
         return t is not None and t.error is None and bool(t.partitions)
 
     def _on_gone(self) -> None:
+        self._reached.clear()
         if not self.gone.is_set():
             log.warning(
                 "%s is gone: what it held is forgotten here; it is re-created on the next write.",
@@ -173,6 +203,7 @@ class CompactedTopic:
 
     def _reset(self, partition: int) -> None:
         self._next.pop(partition, None)
+        self._reached.pop(partition, None)
         self.forget(partition)
 
     def close(self) -> None:

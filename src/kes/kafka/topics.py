@@ -28,6 +28,7 @@ __all__ = [
     "TopicKind",
     "Topics",
     "check_event_topic",
+    "check_key_topic",
     "kinds_table",
     "min_insync",
 ]
@@ -53,7 +54,10 @@ class TopicKind:
     purpose: str
     compacted: bool = False
     retention_ms: int = -1  # -1: forever
-    never_lose: bool = False  # refuse an existing topic that would delete or compact
+    # refuse an existing topic that would lose live records: one that deletes or compacts
+    # (a log), or, when compacted, one that also deletes by time or size (a table)
+    never_lose: bool = False
+    settings: tuple[tuple[str, str], ...] = ()  # further topic settings of this kind
 
     def configs(self, replication_factor: int) -> dict[str, str]:
         configs = {
@@ -67,11 +71,14 @@ class TopicKind:
                 configs["retention.bytes"] = "-1"
         if self.never_lose:
             configs["message.timestamp.type"] = "CreateTime"
+        configs.update(self.settings)
         return configs
 
     def check(self, info: TopicInfo) -> None:
         """Refuse (or warn about) an existing topic whose settings break this kind's promise."""
-        if self.never_lose:
+        if self.never_lose and self.compacted:
+            check_key_topic(info)
+        elif self.never_lose:
             check_event_topic(info)
         elif self.compacted and "compact" not in info.configs.get("cleanup.policy", "delete"):
             log.warning(
@@ -110,6 +117,18 @@ SNAPSHOTS = TopicKind(
     "KES_PARTITIONS (12)",
     "latest snapshot per aggregate (a cache: deleting it loses nothing)",
     compacted=True,
+)
+KEYS = TopicKind(
+    "data keys",
+    "<namespace>.keys",
+    "1",
+    "each data subject's keys, wrapped by the key-encryption key, and a marker for each "
+    "subject forgotten; forgetting writes tombstones (kes.shredding)",
+    compacted=True,
+    never_lose=True,
+    # A forgotten key must leave the disks in days, not "when half the topic is dirty":
+    # segments roll daily (on the next write) and are compacted within a day after.
+    settings=(("segment.ms", str(24 * HOUR_MS)), ("max.compaction.lag.ms", str(24 * HOUR_MS))),
 )
 SCHEMAS = TopicKind(
     "schemas",
@@ -156,6 +175,7 @@ KINDS: tuple[TopicKind, ...] = (
     REQUESTS,
     REPLIES,
     SNAPSHOTS,
+    KEYS,
     SCHEMAS,
     DEAD_LETTERS,
     DERIVED,
@@ -170,7 +190,7 @@ def kinds_table() -> str:
 
     def settings(k: TopicKind) -> str:
         if k.compacted:
-            return "compact"
+            return "compact" + (" (checked)" if k.never_lose else "")
         keep = "forever" if k.retention_ms == -1 else f"{k.retention_ms // HOUR_MS} h"
         return f"delete, kept {keep}" + (" (checked)" if k.never_lose else "")
 
@@ -211,6 +231,18 @@ def check_event_topic(info: TopicInfo) -> None:
                 f"pass that limit. Set it with `kafka-configs --alter --topic {info.name} "
                 f"--add-config {key}=-1` (or let kes create the topic)."
             )
+
+
+def check_key_topic(info: TopicInfo) -> None:
+    """Refuse a key topic that could expire a live key: every record it holds is the only
+    copy of a key that events need (deleting one must be a tombstone, by ``forget``)."""
+    policy = info.configs.get("cleanup.policy", "delete")
+    if "delete" in policy or "compact" not in policy:
+        raise TopicConfigError(
+            f"topic {info.name} has cleanup.policy={policy}: Kafka would delete data keys by "
+            "age or size, and the personal data they encrypt would be lost with them. Set "
+            f"`kafka-configs --alter --topic {info.name} --add-config cleanup.policy=compact`."
+        )
 
 
 class Topics:

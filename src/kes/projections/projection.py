@@ -7,13 +7,16 @@ offsets still advance).
 
 A handler receives a :class:`ProjectionEvent`: the recorded event with its payload
 brought up to the current schema version by the upcasters of the aggregate classes
-listed in ``aggregates``, exactly as ``Repository.get`` and pipelines do.
+listed in ``aggregates``, exactly as ``Repository.get`` and pipelines do, and its
+personal fields decrypted (or, once their subject is forgotten, their placeholders).
+A read model erases its own copies of a subject's data in ``on_SubjectForgotten``: list
+``DataSubject`` (from ``kes``) in ``aggregates`` to receive it.
 """
 
 from __future__ import annotations
 
 from collections.abc import Awaitable, Callable, Iterable
-from typing import Any, ClassVar, Literal, get_args
+from typing import TYPE_CHECKING, Any, ClassVar, Literal, get_args
 
 import msgspec
 
@@ -22,6 +25,10 @@ from kes.envelope import Envelope, Position, RecordedEvent
 from kes.kafka.config import KafkaConfig
 from kes.projections._aio import is_async, resolve
 from kes.projections.errors import ProjectionError
+from kes.shredding.errors import KeyEncryptionKeyError
+
+if TYPE_CHECKING:
+    from kes.shredding.keyring import KeyRing
 
 Guarantee = Literal["at_most_once", "at_least_once", "exactly_once"]
 GUARANTEES: tuple[str, ...] = get_args(Guarantee)
@@ -67,7 +74,8 @@ class Projection:
     ``aggregates`` are the aggregate classes read: their types' topics are consumed and
     their upcasters bring old events to the current schema version before a handler
     sees them. ``aggregate_types`` names further types read as written (no class, no
-    upcasting); it defaults to the types of ``aggregates``.
+    upcasting); it defaults to the types of ``aggregates``. ``key_ring`` decrypts
+    personal fields (the runner sets it).
     """
 
     name: ClassVar[str] = ""
@@ -78,6 +86,7 @@ class Projection:
     max_attempts: ClassVar[int] = 3
     #: seconds before the first retry; doubled on each further one
     retry_backoff_s: ClassVar[float] = 0.05
+    key_ring: KeyRing | None = None
     _handler_names: ClassVar[dict[str, str]] = {}
 
     def __init_subclass__(cls, **kwargs: Any) -> None:
@@ -111,8 +120,17 @@ class Projection:
         """The event a handler receives for ``envelope``: upcast by its aggregate class.
 
         Raises UnknownEventError when it cannot be upcast (no upcaster, or a schema
-        version newer than the class): handling it again cannot succeed.
+        version newer than the class): handling it again cannot succeed; and a
+        PersonalDataError when its personal fields cannot be decrypted.
         """
+        if envelope.personal:  # decrypted first: upcasters see the payload as written
+            if self.key_ring is None:
+                raise KeyEncryptionKeyError(
+                    f"{type(self).__name__}: event {envelope.event_id} ({envelope.event_type}) "
+                    "has personal fields and the projection has no key ring; run it with "
+                    "ProjectionRunner (which makes one from KES_KEK_FILE) or set key_ring."
+                )
+            envelope = self.key_ring.reveal(envelope)
         cls = self._classes.get(envelope.aggregate_type)
         if cls is not None:
             payload, version = cls.upcast(
@@ -131,6 +149,11 @@ class Projection:
         return any(is_async(h) for h in self.handlers.values()) or any(
             is_async(getattr(self, name, None)) for name in ("setup", "reset")
         )
+
+    @property
+    def reads_personal_data(self) -> bool:
+        """Whether an aggregate class it reads declares personal fields."""
+        return any(a.personal_fields() for a in self.aggregates)
 
     @property
     def event_types(self) -> list[str]:

@@ -14,6 +14,7 @@ import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import datetime
+from typing import TYPE_CHECKING
 
 from confluent_kafka import Consumer, KafkaError, KafkaException, Message, TopicPartition
 
@@ -29,6 +30,9 @@ from kes.projections.guarantees import AtLeastOnce, AtMostOnce, Key, Strategy
 from kes.projections.processor import KafkaExactlyOnce
 from kes.projections.projection import KafkaProcessor, Projection, SqlProjection
 from kes.projections.sql import SqlExactlyOnce
+
+if TYPE_CHECKING:
+    from kes.shredding.keyring import KeyRing
 
 log = logging.getLogger("kes.projections")
 
@@ -62,6 +66,10 @@ class ProjectionRunner:
 
     ``since`` skips events whose event time (the envelope's ``timestamp``) is before
     it: they are read, their offsets advance, no handler sees them.
+
+    ``keys`` decrypts personal fields; by default a ``KafkaKeyRing`` with the KEK of
+    ``KES_KEK_FILE`` / ``KES_KEK``, checked here: a wrong KEK, or none for a projection
+    whose aggregates declare personal fields, fails before anything is read.
     """
 
     def __init__(
@@ -76,11 +84,15 @@ class ProjectionRunner:
         on_batch: Callable[[RunStats], None] | None = None,
         on_assignment: Callable[[set[Key]], None] | None = None,
         since: datetime | None = None,
+        keys: KeyRing | None = None,
     ) -> None:
         if since is not None and since.tzinfo is None:
             raise ProjectionError(f"since must be timezone-aware, got {since!r}.")
         self.projection = projection
         self.config = config or KafkaConfig.from_env()
+        self._own_keys = keys is None
+        self.keys = keys if keys is not None else projection_key_ring(self.config, projection)
+        projection.key_ring = self.keys
         self.until_caught_up = until_caught_up
         self.batch_size = batch_size
         self.poll_timeout_s = poll_timeout_s
@@ -189,6 +201,8 @@ class ProjectionRunner:
                 self.strategy.dead_letters.close()
                 if self.checkpoints is not None:
                     self.checkpoints.close()
+                if self._own_keys:
+                    self.keys.close()
         return self.stats
 
     def _next_batch(self, consumer: Consumer) -> list[Message]:
@@ -218,6 +232,14 @@ class ProjectionRunner:
     def stop(self) -> None:
         """Finish the batch in hand, commit, leave the group."""
         self._stop.set()
+
+
+def projection_key_ring(config: KafkaConfig, projection: Projection) -> KeyRing:
+    """The namespace's key ring with the environment's KEK, checked now."""
+    from kes.store.kafka.keys import KafkaKeyRing
+
+    needs = projection.describe() if projection.reads_personal_data else None
+    return KafkaKeyRing.from_env(config, required_by=needs)
 
 
 def _names(partitions: list[TopicPartition]) -> str:

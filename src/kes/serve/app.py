@@ -7,7 +7,7 @@ from __future__ import annotations
 import contextlib
 import logging
 from collections.abc import AsyncIterator
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from starlette.applications import Starlette
 from starlette.exceptions import HTTPException
@@ -28,6 +28,9 @@ from kes.serve.settings import Role, ServeSettings
 from kes.serve.ui import ui_routes
 from kes.store.kafka.store import KafkaEventStore
 
+if TYPE_CHECKING:
+    from kes.shredding.keyring import KeyRing
+
 __all__ = ["create_app"]
 
 log = logging.getLogger("kes.serve")
@@ -37,12 +40,14 @@ def create_app(
     store: KafkaEventStore | None,
     settings: ServeSettings | None = None,
     registry: SchemaRegistry | None = None,
+    keys: KeyRing | None = None,
 ) -> Starlette:
     """The ASGI app over ``store`` (None: the schema registry alone) and ``registry``
-    (None: no schema routes). The caller owns both and closes them after the app."""
+    (None: no schema routes); ``keys`` decrypts personal fields of the events served.
+    The caller owns them and closes them after the app."""
     settings = settings or ServeSettings()
     api = (
-        EventsApi(Gateway(store, settings.store_threads, settings.catch_up_threads), settings)
+        EventsApi(Gateway(store, settings.store_threads, settings.catch_up_threads, keys), settings)
         if store
         else None
     )

@@ -5,6 +5,10 @@ the server's :class:`KafkaEventStore`: an append is handed to the writer's commi
 awaited without holding a thread; fetching a stream's events runs on the async store's
 bounded pool (``store_threads``). Every other call into Kafka (pages of a type, positions,
 operator views) runs here on worker threads with bounded concurrency.
+
+Events leave the gateway with their personal fields decrypted by ``keys`` (placeholders
+once a subject is forgotten); a server without a key-encryption key returns them as
+stored, encrypted.
 """
 
 from __future__ import annotations
@@ -13,7 +17,7 @@ import contextlib
 import threading
 from collections.abc import Callable, Coroutine, Iterator, Mapping, Sequence
 from dataclasses import dataclass
-from typing import Any, TypeVar
+from typing import TYPE_CHECKING, Any, TypeVar
 
 import anyio
 import anyio.from_thread
@@ -24,8 +28,12 @@ from kes.envelope import NewEvent, RecordedEvent
 from kes.kafka.config import KafkaConfig
 from kes.kafka.consume import end_offsets
 from kes.kafka.topics import Topics
+from kes.shredding.errors import KeyEncryptionKeyError
 from kes.store.base import AppendResult, Expected, check_type
 from kes.store.kafka.store import KafkaEventStore
+
+if TYPE_CHECKING:
+    from kes.shredding.keyring import KeyRing
 
 __all__ = ["Gateway", "TypeSummary"]
 
@@ -48,10 +56,15 @@ class Gateway:
     """Async access to one :class:`KafkaEventStore` (and the Kafka it uses)."""
 
     def __init__(
-        self, store: KafkaEventStore, store_threads: int = 64, catch_up_threads: int = 16
+        self,
+        store: KafkaEventStore,
+        store_threads: int = 64,
+        catch_up_threads: int = 16,
+        keys: KeyRing | None = None,
     ) -> None:
         self.store = store
         self.aio = AsyncKafkaEventStore(store=store, threads=store_threads)
+        self.keys = keys
         self.config: KafkaConfig = store.config
         self._topics = Topics(self.config)
         self._calls = anyio.CapacityLimiter(store_threads)
@@ -60,6 +73,21 @@ class Gateway:
 
     async def _run(self, fn: Callable[..., T], *args: Any) -> T:
         return await anyio.to_thread.run_sync(fn, *args, limiter=self._calls)
+
+    def reveal(self, event: RecordedEvent) -> RecordedEvent:
+        """``event`` with its personal fields decrypted (blocking: may read the key topic)."""
+        if not event.envelope.personal or self.keys is None:
+            return event
+        try:
+            return RecordedEvent(self.keys.reveal(event.envelope), event.position)
+        except KeyEncryptionKeyError:
+            return event  # no KEK here: served as stored, encrypted
+
+    def _read_stream(
+        self, aggregate_type: str, aggregate_id: str, from_version: int, to_version: int | None
+    ) -> list[RecordedEvent]:
+        events = self.store.read_stream(aggregate_type, aggregate_id, from_version, to_version)
+        return [self.reveal(e) for e in events]
 
     # ---- the event store -----------------------------------------------------------
 
@@ -75,7 +103,8 @@ class Gateway:
     async def read_stream(
         self, aggregate_type: str, aggregate_id: str, from_version: int, to_version: int | None
     ) -> list[RecordedEvent]:
-        return await self.aio.read_stream(aggregate_type, aggregate_id, from_version, to_version)
+        events = await self.aio.read_stream(aggregate_type, aggregate_id, from_version, to_version)
+        return [self.reveal(e) for e in events]
 
     async def stream_version(self, aggregate_type: str, aggregate_id: str) -> int:
         return await self.aio.stream_version(aggregate_type, aggregate_id)
@@ -96,7 +125,8 @@ class Gateway:
             out: list[RecordedEvent] = []
             scanned = 0
             with _closing(self.store.read_all(aggregate_type, after or None)) as it:
-                for event in it:
+                for raw in it:
+                    event = self.reveal(raw)
                     after[event.position.partition] = event.position.offset + 1
                     scanned += 1
                     if keep is None or keep(event):
@@ -161,7 +191,7 @@ class Gateway:
     ) -> Iterator[RecordedEvent]:
         """Blocking: events from ``positions`` on, live, until ``stop`` (for one thread
         that feeds the shared tail)."""
-        return self.store.subscribe(aggregate_type, dict(positions), stop)
+        return map(self.reveal, self.store.subscribe(aggregate_type, dict(positions), stop))
 
     async def catch_up(
         self,
@@ -187,7 +217,7 @@ class Gateway:
                 for event in it:
                     if stop.is_set():
                         return
-                    item = prepare(event)
+                    item = prepare(self.reveal(event))
                     pending.append(item)
                     pending_bytes += size(item)
                     if len(pending) >= batch or pending_bytes >= batch_bytes:

@@ -44,6 +44,7 @@ from kes.errors import InvalidInputError
 from kes.kafka.config import KafkaConfig
 from kes.kafka.topics import LATE, OUTPUTS, Topics
 from kes.projections import dlq
+from kes.store.kafka.keys import KafkaKeyRing
 from kes.streams.alignment import read_in_append_order
 from kes.streams.reporting import dead_letter_filter, late_reporter
 from kes.streams.source import (
@@ -158,7 +159,11 @@ class Pipeline:
 
     def run(self, config: KafkaConfig, *, state_dir: str | Path | None = None) -> None:
         """Run until SIGINT/SIGTERM."""
-        self.application(config, state_dir=state_dir).app.run()
+        streams = self.application(config, state_dir=state_dir)
+        try:
+            streams.app.run()
+        finally:
+            streams.keys.close()
 
     def __repr__(self) -> str:
         return f"Pipeline({self.name!r})"
@@ -175,7 +180,9 @@ class Streams:
         self._sources: dict[str, StreamingDataFrame] = {}
         self._outputs: dict[str, Topic] = {}
         self._late_topic_ready = False
-        self._deserializer = EventDeserializer(pipeline.aggregates)
+        needs = any(a.personal_fields() for a in pipeline.aggregates)
+        self.keys = KafkaKeyRing.from_env(config, required_by=repr(pipeline) if needs else None)
+        self._deserializer = EventDeserializer(pipeline.aggregates, self.keys)
 
     # ---- sources ---------------------------------------------------------------------
 

@@ -3,7 +3,8 @@
 A record of an aggregate topic becomes a :class:`StreamEvent` (a plain dict, so
 Quix's column access, ``group_by`` and JSON state work on it) whose payload has
 been brought up to the aggregate class's current schema version, exactly as the
-store does when it loads an aggregate. Its Quix timestamp is the envelope's
+store does when it loads an aggregate, after its personal fields were decrypted (their
+placeholders once the subject is forgotten). Its Quix timestamp is the envelope's
 ``timestamp`` (event time), not the time Kafka appended the record.
 
 A record that cannot be decoded never raises inside the consumer: it becomes a
@@ -15,14 +16,25 @@ from __future__ import annotations
 
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
-from typing import Any, TypedDict
+from typing import TYPE_CHECKING, Any, TypedDict
 
 import msgspec
 from quixstreams.models import Deserializer, SerializationContext, Serializer
 
 from kes.domain import Aggregate
 from kes.envelope import decode
-from kes.errors import KesError
+from kes.errors import KesError, StoreUnavailableError
+from kes.shredding.errors import (
+    DataKeyUnavailableError,
+    KeyEncryptionKeyError,
+    PersonalDataError,
+)
+
+if TYPE_CHECKING:
+    from kes.shredding.keyring import KeyRing
+
+# A key problem is the deployment's, not the record's: it stops the pipeline, never parks.
+_KEY_PROBLEMS = (KeyEncryptionKeyError, DataKeyUnavailableError, StoreUnavailableError)
 
 
 class StreamEvent(TypedDict):
@@ -53,12 +65,15 @@ class EventDeserializer(Deserializer):
     """Record value -> :class:`StreamEvent`, or :class:`BadRecord` when it cannot be read.
 
     ``aggregates`` are the classes whose upcasters apply, by aggregate type; events of
-    other types pass with their payload as written.
+    other types pass with their payload as written. ``keys`` decrypts personal fields.
     """
 
-    def __init__(self, aggregates: Iterable[type[Aggregate]] = ()) -> None:
+    def __init__(
+        self, aggregates: Iterable[type[Aggregate]] = (), keys: KeyRing | None = None
+    ) -> None:
         super().__init__()  # type: ignore[no-untyped-call]
         self._classes: Mapping[str, type[Aggregate]] = {a.aggregate_type: a for a in aggregates}
+        self._keys = keys
 
     def __call__(self, value: bytes | None, ctx: SerializationContext) -> StreamEvent | BadRecord:
         if value is None:
@@ -67,6 +82,18 @@ class EventDeserializer(Deserializer):
             env = decode(value)
         except (msgspec.DecodeError, msgspec.ValidationError) as exc:
             return BadRecord(f"not a kes event envelope: {exc}", type(exc).__name__, value)
+        if env.personal:
+            if self._keys is None:
+                raise KeyEncryptionKeyError(
+                    f"event {env.event_id} ({env.event_type}) has personal fields and the "
+                    "pipeline has no key ring; set KES_KEK_FILE."
+                )
+            try:
+                env = self._keys.reveal(env)
+            except _KEY_PROBLEMS:
+                raise
+            except PersonalDataError as exc:
+                return BadRecord(str(exc), type(exc).__name__, value)
         payload, schema_version = env.payload, env.schema_version
         cls = self._classes.get(env.aggregate_type)
         if cls is not None:

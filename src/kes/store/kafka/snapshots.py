@@ -3,7 +3,8 @@
 Topic ``KafkaConfig.snapshot_topic()`` (the topics table in docs/operations.md): one
 for every aggregate type, keyed ``"<aggregate_type>/<aggregate_id>"`` (an aggregate type
 cannot contain ``/``), value the msgspec JSON of :class:`~kes.snapshots.Snapshot`,
-header ``contentType``; :meth:`KafkaSnapshotStore.delete` writes a tombstone.
+header ``contentType`` (and ``kesSubjects``, a JSON list, for a snapshot sealed with data
+subjects' keys); :meth:`KafkaSnapshotStore.delete` writes a tombstone.
 
 The first use starts following the topic from its beginning (``kes.kafka.table``); the
 first ``get`` waits until every partition was read to its end, then each ``get`` is a
@@ -17,6 +18,7 @@ events meanwhile. docs/design.md ("Snapshots") says why it is built this way.
 
 from __future__ import annotations
 
+import contextlib
 import threading
 
 import msgspec
@@ -36,6 +38,8 @@ __all__ = ["KafkaSnapshotStore", "snapshot_topic"]
 _encoder = msgspec.json.Encoder()
 _decoder = msgspec.json.Decoder(Snapshot)
 _HEADERS = [("contentType", b"application/json")]
+SUBJECTS_HEADER = "kesSubjects"
+_subjects_decoder = msgspec.json.Decoder(list[str])
 
 
 def snapshot_topic(config: KafkaConfig) -> str:
@@ -62,6 +66,8 @@ class KafkaSnapshotStore(SnapshotStore):
         self.partitions = partitions or config.partitions
         # key -> (partition, offset, encoded snapshot)
         self._entries: dict[str, tuple[int, int, bytes]] = {}
+        self._holding: dict[str, set[str]] = {}  # data subject -> keys of sealed snapshots
+        self._subjects: dict[str, list[str]] = {}  # key -> its sealed snapshot's subjects
         self._lock = threading.Lock()
         self._start_lock = threading.Lock()
         self._producer: Producer | None = None
@@ -120,7 +126,9 @@ class KafkaSnapshotStore(SnapshotStore):
             held = self._entries.get(key)
         if held is not None and _decoder.decode(held[2]).version > snapshot.version:
             return  # never replace a newer snapshot with an older one
-        self._write(key, value, f"snapshot of {key} at version {snapshot.version}")
+        self._write(
+            key, value, f"snapshot of {key} at version {snapshot.version}", snapshot.subjects
+        )
 
     def delete(self, aggregate_type: str, aggregate_id: str) -> None:
         """Write a tombstone for the aggregate's snapshot and forget it here."""
@@ -128,6 +136,15 @@ class KafkaSnapshotStore(SnapshotStore):
         key = _key(aggregate_type, aggregate_id)
         self._start()
         self._write(key, None, f"tombstone for {key}")
+
+    def delete_holding(self, subject: str) -> int:
+        """Tombstone every snapshot sealed with ``subject``'s key; returns how many."""
+        self.wait_loaded(self.config.ready_timeout_s)
+        with self._lock:
+            keys = sorted(self._holding.get(subject, ()))
+        for key in keys:
+            self._write(key, None, f"tombstone for {key} (subject {subject!r} forgotten)")
+        return len(keys)
 
     # ---- life cycle ------------------------------------------------------------------
 
@@ -185,15 +202,20 @@ class KafkaSnapshotStore(SnapshotStore):
                 self._table.follow()
             return self._table, self._info
 
-    def _write(self, key: str, value: bytes | None, what: str) -> None:
+    def _write(
+        self, key: str, value: bytes | None, what: str, subjects: list[str] | None = None
+    ) -> None:
         assert self._producer is not None
+        headers = _HEADERS
+        if subjects:
+            headers = [*_HEADERS, (SUBJECTS_HEADER, msgspec.json.encode(subjects))]
         try:
             partition, offset = send_and_confirm(
                 self._producer,
                 self.topic,
                 key.encode(),
                 value,
-                headers=_HEADERS,
+                headers=headers,
                 timeout_s=self.config.request_timeout_s + 5,
                 what=what,
             )
@@ -203,28 +225,52 @@ class KafkaSnapshotStore(SnapshotStore):
             raise StoreUnavailableError(
                 f"{exc} Snapshots are a cache: loads stay correct, only slower.", exc.outcome
             ) from exc
-        self._apply(key, partition, offset, value)
+        self._apply(key, partition, offset, value, subjects or [])
 
     def _read(self, msg: Message) -> None:
         key = msg.key()
-        if key is not None:
-            self._apply(key.decode("utf-8", "replace"), msg.partition(), msg.offset(), msg.value())
+        if key is None:
+            return
+        subjects: list[str] = []
+        for name, raw in msg.headers() or ():
+            if name == SUBJECTS_HEADER and raw:
+                with contextlib.suppress(msgspec.DecodeError):
+                    subjects = _subjects_decoder.decode(raw)
+        self._apply(
+            key.decode("utf-8", "replace"), msg.partition(), msg.offset(), msg.value(), subjects
+        )
 
-    def _apply(self, key: str, partition: int, offset: int, value: bytes | None) -> None:
+    def _apply(
+        self, key: str, partition: int, offset: int, value: bytes | None, subjects: list[str]
+    ) -> None:
         """Keep the record with the highest offset per key, as compaction does."""
         with self._lock:
             held = self._entries.get(key)
             if held is not None and held[0] == partition and held[1] > offset:
                 return
+            for subject in self._subjects.pop(key, ()):
+                keys = self._holding.get(subject)
+                if keys is not None:
+                    keys.discard(key)
+                    if not keys:
+                        del self._holding[subject]
             if value is None:
                 self._entries.pop(key, None)
             else:
                 self._entries[key] = (partition, offset, value)
+                if subjects:
+                    self._subjects[key] = subjects
+                    for subject in subjects:
+                        self._holding.setdefault(subject, set()).add(key)
 
     def _forget(self, partition: int | None) -> None:
         with self._lock:
             if partition is None:
                 self._entries.clear()
+                self._holding.clear()
+                self._subjects.clear()
             else:
                 for key in [k for k, e in self._entries.items() if e[0] == partition]:
                     del self._entries[key]
+                    for subject in self._subjects.pop(key, ()):
+                        self._holding.get(subject, set()).discard(key)
