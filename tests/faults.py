@@ -194,5 +194,9 @@ def check_acknowledged(
         assert got is not None, f"acknowledged append lost: {ok}"
         assert got["version"] == ok["version"] and got["aggregateId"] == ok["agg"]
     for refused in result.conflict:
-        assert refused["id"] not in by_id, f"refused append was written: {refused}"
+        got = by_id.get(refused["id"])
+        assert got is None, (
+            f"refused append was written: {refused}; in the log: version {got['version']} "
+            f"at [{got['_partition']}]@{got['_offset']}, payload {got['payload']}"
+        )
     return by_id

@@ -161,6 +161,15 @@ def test_a_conflict_that_may_be_an_old_retry_is_checked_against_the_log() -> Non
     assert isinstance(answer(v, beyond), ConcurrencyError)
 
 
+def test_an_old_retry_behind_an_append_of_this_batch_is_still_checked() -> None:
+    # e9 may be stored at version 2 (beyond the recent ids); an append accepted first in
+    # the same batch moves the tentative version, not what is stored.
+    fresh, old = request("o1", 3, "e1"), request("o1", 1, "e9")
+    v = decide(fresh, old, index=indexed(o1=3))
+    assert [r for r, _ in v.accepted] == [fresh]
+    assert v.check_log == [(old, 4)]
+
+
 def test_an_oversize_event_is_refused_alone() -> None:
     big = request("o1", NO_STREAM, "e1", payload={"blob": "x" * 5000})
     small = request("o2", NO_STREAM, "e2")

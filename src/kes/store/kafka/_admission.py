@@ -200,10 +200,12 @@ def admit(
         if stored is not None:
             out.answered.append((req, stored))
             continue
-        pending = aid in tentative
-        actual = tentative[aid] if pending else version(aid)
+        committed = version(aid)
+        actual = tentative.get(aid, committed)
         if not expected_matches(req.expected, actual):
-            if not pending and may_be_stored(req.expected, len(req.events), actual):
+            # Only committed versions can hold a retry's events (an append accepted in
+            # this batch before it is not a retry: its ids would have been requeued).
+            if may_be_stored(req.expected, len(req.events), committed):
                 out.check_log.append((req, actual))
             else:
                 out.answered.append(
