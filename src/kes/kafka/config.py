@@ -58,7 +58,8 @@ class KafkaConfig:
     """
 
     bootstrap_servers: str = "127.0.0.1:9092"
-    client: dict[str, Any] = field(default_factory=dict)
+    # Never in repr(): it holds passwords and key paths.
+    client: dict[str, Any] = field(default_factory=dict, repr=False)
     namespace: str | None = None  # None: from topic_prefix, else "kes"
     topic_prefix: str | None = None  # None: "<namespace>.events."
     partitions: int = 12
@@ -76,6 +77,9 @@ class KafkaConfig:
     index_checkpoint_every: int = 50_000  # events between index snapshots on disk
     recent_event_ids: int = 20_000  # per partition: repeated appends within it are no-ops
     member_name: str = field(default_factory=_default_member_name)
+    # ``User:<name>`` this process authenticates as; None: the SASL user or the client
+    # certificate's common name (kes.kafka.security.principal_name).
+    principal: str | None = None
 
     def __post_init__(self) -> None:
         if not self.bootstrap_servers:
@@ -221,4 +225,5 @@ _ENV: tuple[tuple[str, str, type], ...] = (
     ("KES_SESSION_TIMEOUT_MS", "session_timeout_ms", int),
     ("KES_TRANSACTION_TIMEOUT_MS", "transaction_timeout_ms", int),
     ("KES_REQUEST_TIMEOUT_S", "request_timeout_s", float),
+    ("KES_PRINCIPAL", "principal", str),
 )
