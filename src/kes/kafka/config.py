@@ -35,6 +35,32 @@ def _default_member_name() -> str:
     return f"{socket.gethostname()}-{os.getpid()}-{uuid.uuid4().hex[:6]}"
 
 
+_TAG_CHARS = re.compile(r"[^A-Za-z0-9_-]")
+
+
+def principal_tag(name: str) -> str:
+    """A principal's name as a part of a Kafka resource name (letters, digits, '_' and
+    '-'; anything else becomes '_'). kes names the resources each process makes for
+    itself with it, and ``kes acl grant`` gives each principal the names with its own tag."""
+    return _TAG_CHARS.sub("_", name.removeprefix("User:"))
+
+
+def _common_name(path: str) -> str | None:
+    """The subject common name of a PEM certificate (None without ``cryptography``)."""
+    try:
+        from cryptography import x509
+        from cryptography.x509.oid import NameOID
+    except ImportError:  # pragma: no cover - an optional dependency
+        return None
+    try:
+        with open(path, "rb") as f:
+            cert = x509.load_pem_x509_certificate(f.read())
+    except (OSError, ValueError):
+        return None
+    names = cert.subject.get_attributes_for_oid(NameOID.COMMON_NAME)
+    return str(names[0].value) if names else None
+
+
 def namespace_of(topic_prefix: str) -> str:
     """The namespace a bare ``topic_prefix`` implies: ``"a."`` -> ``a``,
     ``"shop.events."`` -> ``shop``, ``""`` -> ``kes``."""
@@ -132,6 +158,30 @@ class KafkaConfig:
         values.update({k: v for k, v in overrides.items() if v is not None})
         return cls(**values)
 
+    # ---- who (kes.kafka.security) ---------------------------------------------------
+
+    @property
+    def principal_name(self) -> str | None:
+        """The name of the principal this configuration authenticates as (``User:<name>``),
+        when kes can tell: ``principal`` (``KES_PRINCIPAL``), else the SASL user name,
+        else the client certificate's common name (the mapping rule of ``kes broker``;
+        set ``KES_PRINCIPAL`` where a cluster maps certificates otherwise). None for an
+        anonymous (PLAINTEXT) client."""
+        if self.principal:
+            return self.principal.removeprefix("User:")
+        user = self.client.get("sasl.username")
+        if user:
+            return str(user)
+        cert = self.client.get("ssl.certificate.location")
+        return _common_name(str(cert)) if cert else None
+
+    @property
+    def _own(self) -> str:
+        """``<principal tag>.`` when the principal is known: the part of the names of a
+        process's own resources that ACLs give to that principal alone."""
+        name = self.principal_name
+        return f"{principal_tag(name)}." if name else ""
+
     # ---- names (the catalogue in kes.kafka.topics lists them all) --------------------
 
     @property
@@ -162,12 +212,21 @@ class KafkaConfig:
 
     def writer_transactional_id(self) -> str:
         """One per writer process; stable across restarts when ``instance_id`` is set, so
-        that a restarted writer aborts what its previous incarnation left open."""
-        return f"{self.ns}.writer.{self.instance_id or self.member_name}"
+        that a restarted writer aborts what its previous incarnation left open. Carries
+        the principal's tag when known, so that a principal can be allowed its own
+        writers' ids and no other (nobody else can fence them)."""
+        return f"{self.ns}.writer.{self._own}{self.instance_id or self.member_name}"
 
     def reply_topic(self) -> str:
-        """Where this process receives the answers to what it forwarded."""
-        return f"{self.ns}.replies.{self.member_name}"
+        """Where this process receives the answers to what it forwarded (with the
+        principal's tag when known: only that principal may read or delete it)."""
+        return f"{self.ns}.replies.{self._own}{self.member_name}"
+
+    @property
+    def replies_prefix(self) -> str:
+        """What every reply topic of the namespace starts with: an owner answers only to
+        topics named so, whatever a request claims."""
+        return f"{self.ns}.replies."
 
     def snapshot_topic(self) -> str:
         """The compacted topic of every aggregate type's snapshots."""

@@ -1,9 +1,9 @@
 """Who kes is on a secured Kafka, and whether it may connect at all.
 
-* :func:`principal_name` - the principal a configuration authenticates as (the SASL
-  user, ``KES_PRINCIPAL``, or the common name of the client certificate); kes puts it
-  into the names of the per-process resources it creates (reply topics, the writer's
-  transactional id), so that ACLs can give each principal its own and nobody else's.
+* :func:`principal_label` - the principal a configuration authenticates as, for messages
+  (``KafkaConfig.principal_name``: ``KES_PRINCIPAL``, the SASL user, or the common name
+  of the client certificate; kes puts its tag into the names of the resources each
+  process makes for itself, so that ACLs give each principal its own and no other's).
 * :func:`check_connection` - connect, authenticate and read metadata once, so that a
   wrong password, an unknown user, an untrusted certificate or a security protocol that
   does not match the listener is reported within seconds, as a
@@ -19,7 +19,6 @@ import re
 import threading
 import time
 from collections.abc import Mapping, Sequence
-from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from confluent_kafka import KafkaError, KafkaException
@@ -33,62 +32,23 @@ __all__ = [
     "CHECK_TIMEOUT_S",
     "check_connection",
     "principal_label",
-    "principal_name",
-    "principal_tag",
     "register_scram_user",
     "security_failure",
 ]
 
 # Every security failure is reported within this bound (the issue's promise: 10 s).
 CHECK_TIMEOUT_S = 8.0
-_TAG_CHARS = re.compile(r"[^A-Za-z0-9_-]")
-
-
-def principal_name(config: KafkaConfig) -> str | None:
-    """The name of the principal ``config`` authenticates as (``User:<name>``), when kes
-    can tell: ``config.principal`` (``KES_PRINCIPAL``), else the SASL user name, else the
-    common name of the client certificate (the local broker's mapping rule). None for
-    an anonymous (PLAINTEXT) client."""
-    if config.principal:
-        return config.principal.removeprefix("User:")
-    user = config.client.get("sasl.username")
-    if user:
-        return str(user)
-    cert = config.client.get("ssl.certificate.location")
-    if cert:
-        return _common_name(Path(str(cert)))
-    return None
-
-
-def principal_tag(name: str) -> str:
-    """``name`` as a part of a Kafka resource name (letters, digits, '_' and '-'); the
-    same function makes the names kes uses and the ACLs ``kes acl grant`` writes."""
-    return _TAG_CHARS.sub("_", name)
 
 
 def principal_label(config: KafkaConfig) -> str:
     """How a message names the principal: ``User:alice``, or how it is unknown."""
-    name = principal_name(config)
+    name = config.principal_name
     if name is not None:
         return f"User:{name}"
-    protocol = str(config.client.get("security.protocol", "PLAINTEXT")).upper()
-    if protocol in ("SSL", "SASL_SSL") and config.client.get("ssl.certificate.location"):
-        return f"the principal of certificate {config.client['ssl.certificate.location']}"
+    cert = config.client.get("ssl.certificate.location")
+    if cert:
+        return f"the principal of certificate {cert}"
     return "User:ANONYMOUS"
-
-
-def _common_name(path: Path) -> str | None:
-    try:
-        from cryptography import x509
-        from cryptography.x509.oid import NameOID
-    except ImportError:
-        return None
-    try:
-        cert = x509.load_pem_x509_certificate(path.read_bytes())
-    except (OSError, ValueError):
-        return None
-    names = cert.subject.get_attributes_for_oid(NameOID.COMMON_NAME)
-    return str(names[0].value) if names else None
 
 
 # ---- failing fast ---------------------------------------------------------------------

@@ -1,0 +1,509 @@
+"""The rights each kind of kes process needs on a secured Kafka, as ACLs.
+
+A *role* is the least set of ACLs one kind of process needs, derived from the names
+kes gives to Kafka (:class:`~kes.kafka.config.KafkaConfig`), so the matrix always
+matches the code. ``kes acl grant`` writes them; :func:`denied` turns Kafka's refusal
+into an :class:`~kes.errors.AccessDeniedError` naming the principal, the resource, the
+operation and the ``kes acl grant`` that gives it.
+
+The command channel (docs/operations.md, "Security"): WRITE on a request topic is
+append power over its aggregate type, so only the ``writer`` role of that type has it;
+readers read partitions directly. Reply topics are written by writers (owners answer
+there) and read only by the principal whose tag is in their name; a caller accepts a
+reply only when it carries the digest of the very request it answers.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass
+from typing import Any, Literal
+
+from kes.errors import AccessDeniedError, InvalidInputError
+from kes.kafka.config import REQUEST_SUFFIX, KafkaConfig, principal_tag
+
+__all__ = [
+    "ROLES",
+    "Acl",
+    "Args",
+    "Grant",
+    "Need",
+    "Role",
+    "create",
+    "delete",
+    "denied",
+    "describe",
+    "grant_command",
+    "grants",
+    "matrix_table",
+    "need",
+]
+
+Role = Literal["writer", "projection", "reader", "schemas", "pipeline"]
+ROLES: tuple[Role, ...] = ("writer", "projection", "reader", "schemas", "pipeline")
+
+ResourceType = Literal["TOPIC", "GROUP", "TRANSACTIONAL_ID", "CLUSTER"]
+Pattern = Literal["LITERAL", "PREFIXED"]
+# READ, WRITE, DELETE and ALTER imply DESCRIBE in Kafka; none implies DESCRIBE_CONFIGS.
+_READ = ("READ", "DESCRIBE_CONFIGS")
+_OWN = ("CREATE", "READ", "WRITE", "DESCRIBE_CONFIGS")
+
+
+@dataclass(frozen=True)
+class Grant:
+    """One resource pattern and the operations allowed on it (ALLOW, any host)."""
+
+    resource_type: ResourceType
+    name: str
+    pattern: Pattern
+    operations: tuple[str, ...]
+    why: str
+
+    def covers(self, resource_type: str, name: str, operation: str) -> bool:
+        if resource_type != self.resource_type:
+            return False
+        if self.pattern == "LITERAL" and name != self.name:
+            return False
+        if self.pattern == "PREFIXED" and not name.startswith(self.name):
+            return False
+        implied = operation == "DESCRIBE" and any(
+            op in ("READ", "WRITE", "DELETE", "ALTER") for op in self.operations
+        )
+        return operation in self.operations or implied
+
+
+@dataclass(frozen=True)
+class Args:
+    """What a role is granted for: aggregate types, a group (projection or pipeline)
+    and, for a pipeline, the aggregate types it emits to and its plain output topics."""
+
+    aggregate_types: tuple[str, ...] = ()
+    group: str | None = None
+    emits: tuple[str, ...] = ()
+    outputs: tuple[str, ...] = ()
+
+
+def grants(config: KafkaConfig, role: Role, principal: str, args: Args) -> list[Grant]:
+    """The ACLs of ``role`` for ``principal`` (``User:NAME``) in ``config``'s namespace."""
+    if role not in ROLES:
+        raise InvalidInputError(f"unknown role {role!r}; roles: {', '.join(ROLES)}.")
+    ns = config.ns
+    tag = principal_tag(principal)
+    schemas = Grant(
+        "TOPIC",
+        config.schema_topic(),
+        "LITERAL",
+        _READ,
+        "read the schemas (validation, upcasting)",
+    )
+    if role == "writer":
+        if not args.aggregate_types:
+            raise InvalidInputError("--role writer needs --aggregate-type (one or more).")
+        out: list[Grant] = []
+        for t in args.aggregate_types:
+            out += [
+                Grant("TOPIC", config.topic(t), "LITERAL", _OWN, f"{t}'s events: append"),
+                Grant(
+                    "TOPIC",
+                    config.request_topic(t),
+                    "LITERAL",
+                    _OWN,
+                    f"{t}'s requests: forward appends, serve them as owner",
+                ),
+                Grant(
+                    "GROUP",
+                    config.writer_group(t),
+                    "LITERAL",
+                    ("READ",),
+                    f"own {t}'s partitions",
+                ),
+            ]
+        return [
+            *out,
+            Grant(
+                "TRANSACTIONAL_ID",
+                f"{ns}.writer.{tag}.",
+                "PREFIXED",
+                ("WRITE",),
+                "its writers' transactions (no other principal's)",
+            ),
+            Grant(
+                "TOPIC",
+                f"{config.replies_prefix}{tag}.",
+                "PREFIXED",
+                ("CREATE", "DELETE", "READ", "DESCRIBE_CONFIGS"),
+                "its own reply topics",
+            ),
+            Grant(
+                "TOPIC",
+                config.replies_prefix,
+                "PREFIXED",
+                ("WRITE",),
+                "answer forwarded requests (callers check each answer's digest)",
+            ),
+            schemas,
+        ]
+    if role == "reader":
+        return [*_sources(config, args, "read events"), schemas]
+    if role == "projection":
+        if not args.group:
+            raise InvalidInputError("--role projection needs --group (the projection's name).")
+        group = config.group_id(args.group)
+        return [
+            *_sources(config, args, "read events"),
+            Grant("GROUP", group, "LITERAL", ("READ", "DELETE"), "its consumer group (replay)"),
+            Grant("TOPIC", config.dlq_topic(args.group), "LITERAL", _OWN, "its dead letters"),
+            Grant(
+                "GROUP",
+                f"{ns}.dlq-replay.{args.group}",
+                "LITERAL",
+                ("READ",),
+                "how far its dead letters were replayed",
+            ),
+            Grant(
+                "TRANSACTIONAL_ID",
+                f"{group}.",
+                "PREFIXED",
+                ("WRITE",),
+                "exactly-once Kafka outputs",
+            ),
+            schemas,
+        ]
+    if role == "pipeline":
+        if not args.group:
+            raise InvalidInputError("--role pipeline needs --group (the pipeline's name).")
+        group = config.stream_group(args.group)
+        out = [
+            *_sources(config, args, "its sources"),
+            Grant("GROUP", group, "LITERAL", ("READ",), "its consumer group"),
+            Grant("TOPIC", config.late_topic(args.group), "LITERAL", _OWN, "late records"),
+            Grant("TOPIC", config.dlq_topic(args.group), "LITERAL", _OWN, "dead letters"),
+            Grant("TOPIC", f"changelog__{group}--", "PREFIXED", _OWN, "state changelogs"),
+            Grant("TOPIC", f"repartition__{group}--", "PREFIXED", _OWN, "re-keyed records"),
+            Grant(
+                "TRANSACTIONAL_ID",
+                f"{group}.",
+                "PREFIXED",
+                ("WRITE",),
+                "its checkpoints' transactions",
+            ),
+            schemas,
+        ]
+        out += [
+            Grant("TOPIC", config.topic(t), "LITERAL", _OWN, f"emit events of {t}")
+            for t in args.emits
+        ]
+        out += [Grant("TOPIC", o, "LITERAL", _OWN, "an output topic") for o in args.outputs]
+        return out
+    return [
+        Grant("TOPIC", config.schema_topic(), "LITERAL", _OWN, "the registry's log"),
+        Grant(
+            "TRANSACTIONAL_ID",
+            config.schema_transactional_id(config.schema_topic()),
+            "LITERAL",
+            ("WRITE",),
+            "the registry's transactional writes",
+        ),
+    ]
+
+
+def _sources(config: KafkaConfig, args: Args, why: str) -> list[Grant]:
+    if args.aggregate_types:
+        return [
+            Grant("TOPIC", config.topic(t), "LITERAL", _READ, f"{why}: {t}")
+            for t in args.aggregate_types
+        ]
+    # Every event topic of the namespace; the prefix also covers its request topics, so
+    # this principal can see forwarded requests (not send any: that needs WRITE).
+    return [Grant("TOPIC", config.events_prefix, "PREFIXED", _READ, f"{why}: every type")]
+
+
+# ---- what a refusal means ------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class Need:
+    """A right an operation needs: for the message of its refusal."""
+
+    config: KafkaConfig
+    resource_type: ResourceType
+    name: str
+    operation: str
+    role: Role | None = None  # the role the caller acts in, when it knows
+
+    @property
+    def resource(self) -> str:
+        kind = {"TRANSACTIONAL_ID": "TransactionalId"}.get(
+            self.resource_type, self.resource_type.title()
+        )
+        return f"{kind}:{self.name}"
+
+
+def need(
+    config: KafkaConfig, resource_type: ResourceType, name: str, operation: str, role: Role
+) -> Need:
+    return Need(config, resource_type, name, operation, role)
+
+
+def denied(n: Need, doing: str, error: str) -> AccessDeniedError:
+    """The AccessDeniedError of Kafka refusing ``n`` while ``doing`` (``error``: Kafka's
+    error name and text)."""
+    from kes.kafka.security import principal_label
+
+    principal = principal_label(n.config)
+    fixes = _fixes(n, principal)
+    fix = (
+        "An administrator gives it with `" + "`, or `".join(fixes) + "`"
+        if fixes
+        else "No kes role grants it: an administrator must add that ACL by hand"
+    )
+    hint = ""
+    if n.config.principal_name is None and n.name.startswith(
+        (n.config.replies_prefix, f"{n.config.ns}.writer.")
+    ):
+        hint = (
+            " kes could not tell this process's principal, so its own resources are not "
+            "named after it: set KES_PRINCIPAL=User:<name>."
+        )
+    return AccessDeniedError(
+        f"Kafka refused {doing}: {principal} may not {n.operation} {n.resource} ({error}). "
+        f"Nothing was written. {fix}.{hint}",
+        principal=principal,
+        resource=n.resource,
+        operation=n.operation,
+        grant=fixes[0] if fixes else "",
+    )
+
+
+def _fixes(n: Need, principal: str) -> list[str]:
+    """The ``kes acl grant`` commands whose role covers the needed right: the caller's
+    role first, at most three."""
+    if not principal.startswith("User:"):
+        principal = "User:<name>"
+    found: list[str] = []
+    roles = sorted(ROLES, key=lambda r: r != n.role)
+    for role in roles:
+        for args in _guesses(n.config, n.name, role):
+            try:
+                role_grants = grants(n.config, role, principal, args)
+            except InvalidInputError:
+                continue
+            if any(g.covers(n.resource_type, n.name, n.operation) for g in role_grants):
+                found.append(grant_command(n.config, role, principal, args))
+                break
+    return found[:3]
+
+
+def _guesses(config: KafkaConfig, name: str, role: Role) -> Iterable[Args]:
+    """Role arguments that could cover ``name``, read back from kes's naming."""
+    prefix = config.events_prefix
+    if name.startswith(prefix):
+        rest = name[len(prefix) :].removesuffix(REQUEST_SUFFIX)
+        if "." not in rest:
+            yield Args(aggregate_types=(rest,), emits=(rest,) if role == "pipeline" else ())
+    for head in (f"{config.ns}.writers.",):
+        if name.startswith(head):
+            yield Args(aggregate_types=(name[len(head) :],))
+    if role == "pipeline":
+        for head in (f"{config.ns}.stream.", f"changelog__{config.ns}.stream."):
+            if name.startswith(head):
+                yield Args(group=name[len(head) :].split("--")[0].removesuffix(".late"))
+    if role == "projection":
+        for head in (f"{config.ns}.dlq.", f"{config.ns}.dlq-replay."):
+            if name.startswith(head):
+                yield Args(group=name[len(head) :])
+        own = "" if config.ns == "kes" else f"{config.ns}."
+        if name.startswith(own) and not name.startswith(f"{config.ns}.writer"):
+            yield Args(group=name[len(own) :].split(".")[0])
+    if role == "pipeline" and name.startswith(f"{config.ns}.dlq."):
+        yield Args(group=name[len(f"{config.ns}.dlq.") :])
+    yield Args(aggregate_types=("<AggregateType>",))
+    yield Args(group="<name>")
+
+
+def grant_command(config: KafkaConfig, role: Role, principal: str, args: Args) -> str:
+    parts = ["kes acl grant", f"--role {role}"]
+    if role in ("writer", "reader"):
+        parts += [f"--aggregate-type {t}" for t in args.aggregate_types]
+    if role in ("projection", "pipeline") and args.group:
+        parts.append(f"--group {args.group}")
+    parts += [f"--emit {t}" for t in args.emits]
+    parts.append(f"--principal {principal}")
+    if config.ns != "kes":
+        parts.append(f"--namespace {config.ns}")
+    return " ".join(parts)
+
+
+# ---- the matrix, for the docs ----------------------------------------------------------
+
+
+def matrix_table(config: KafkaConfig | None = None) -> str:
+    """Every role's ACLs as a Markdown table (docs/operations.md holds this very text,
+    for namespace ``kes``, principal ``User:P``, type ``T`` and group ``G``)."""
+    config = config or KafkaConfig()
+    examples: Sequence[tuple[Role, Args]] = (
+        ("writer", Args(aggregate_types=("T",))),
+        ("reader", Args(aggregate_types=("T",))),
+        ("projection", Args(aggregate_types=("T",), group="G")),
+        ("pipeline", Args(aggregate_types=("T",), group="G", emits=("E",))),
+        ("schemas", Args()),
+    )
+    rows = [
+        "| role | resource | pattern | operations | why |",
+        "|---|---|---|---|---|",
+    ]
+    for role, args in examples:
+        for g in grants(config, role, "User:P", args):
+            kind = {"TRANSACTIONAL_ID": "TransactionalId"}.get(
+                g.resource_type, g.resource_type.title()
+            )
+            rows.append(
+                f"| {role} | {kind} `{g.name}` | {g.pattern.lower()} | "
+                f"{', '.join(g.operations)} | {g.why} |"
+            )
+    return "\n".join(rows)
+
+
+# ---- Kafka's ACLs ------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class Acl:
+    """One ACL as Kafka holds it."""
+
+    principal: str
+    resource_type: str
+    name: str
+    pattern: str
+    operation: str
+    permission: str
+    host: str
+
+
+def create(config: KafkaConfig, principal: str, role_grants: Sequence[Grant]) -> list[Acl]:
+    """Create the ACLs of ``role_grants`` for ``principal`` (existing ones are kept:
+    creating an ACL twice is a no-op); returns them."""
+    from confluent_kafka.admin import AclBinding, AclPermissionType
+
+    from kes.kafka.clients import admin
+    from kes.kafka.errors import kafka_errors
+
+    _check_principal(principal)
+    bindings = [
+        AclBinding(
+            _resource_type(g.resource_type),
+            g.name,
+            _pattern(g.pattern),
+            principal,
+            "*",
+            _operation(op),
+            AclPermissionType.ALLOW,
+        )
+        for g in role_grants
+        for op in g.operations
+    ]
+    client = admin(config)
+    with kafka_errors(f"creating {len(bindings)} ACLs for {principal}"):
+        for future in client.create_acls(bindings, request_timeout=30).values():
+            future.result()
+    return [_acl(b) for b in bindings]
+
+
+def delete(config: KafkaConfig, principal: str, role_grants: Sequence[Grant]) -> int:
+    """Delete the ACLs of ``role_grants`` for ``principal``; returns how many existed."""
+    from confluent_kafka.admin import AclBindingFilter, AclPermissionType
+
+    from kes.kafka.clients import admin
+    from kes.kafka.errors import kafka_errors
+
+    _check_principal(principal)
+    filters = [
+        AclBindingFilter(
+            _resource_type(g.resource_type),
+            g.name,
+            _pattern(g.pattern),
+            principal,
+            None,
+            _operation(op),
+            AclPermissionType.ALLOW,
+        )
+        for g in role_grants
+        for op in g.operations
+    ]
+    client = admin(config)
+    deleted = 0
+    with kafka_errors(f"deleting ACLs of {principal}"):
+        for future in client.delete_acls(filters, request_timeout=30).values():
+            deleted += len(future.result())
+    return deleted
+
+
+def describe(config: KafkaConfig, principal: str | None = None) -> list[Acl]:
+    """Every ACL of the cluster (of ``principal`` only, when given), sorted."""
+    from confluent_kafka.admin import (
+        AclBindingFilter,
+        AclOperation,
+        AclPermissionType,
+        ResourcePatternType,
+        ResourceType,
+    )
+
+    from kes.kafka.clients import admin
+    from kes.kafka.errors import kafka_errors
+
+    if principal is not None:
+        _check_principal(principal)
+    any_acl = AclBindingFilter(
+        ResourceType.ANY,
+        None,
+        ResourcePatternType.ANY,
+        principal,
+        None,
+        AclOperation.ANY,
+        AclPermissionType.ANY,
+    )
+    client = admin(config)  # kept alive until the answer is in
+    with kafka_errors("listing ACLs"):
+        found = client.describe_acls(any_acl, request_timeout=30).result()
+    return sorted(
+        (_acl(b) for b in found),
+        key=lambda a: (a.principal, a.resource_type, a.name, a.operation),
+    )
+
+
+def _check_principal(principal: str) -> None:
+    if not principal.startswith("User:") or principal == "User:":
+        raise InvalidInputError(
+            f"principal {principal!r} must be User:<name> (the SASL user, or the "
+            "certificate's mapped name)."
+        )
+
+
+def _resource_type(name: str) -> Any:
+    from confluent_kafka.admin import ResourceType
+
+    return ResourceType[name]
+
+
+def _pattern(name: str) -> Any:
+    from confluent_kafka.admin import ResourcePatternType
+
+    return ResourcePatternType[name]
+
+
+def _operation(name: str) -> Any:
+    from confluent_kafka.admin import AclOperation
+
+    return AclOperation[name]
+
+
+def _acl(binding: Any) -> Acl:
+    return Acl(
+        binding.principal,
+        binding.restype.name,
+        binding.name,
+        binding.resource_pattern_type.name,
+        binding.operation.name,
+        binding.permission_type.name,
+        binding.host,
+    )
