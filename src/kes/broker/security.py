@@ -24,6 +24,7 @@ from pathlib import Path
 from typing import Any
 
 from kes.broker.errors import BrokerError
+from kes.kafka.config import read_properties
 
 BROKER_PRINCIPAL = "kes-broker"
 ADMIN = "admin"
@@ -257,7 +258,7 @@ class Secrets:
             raise BrokerError(
                 f"no user {name!r} in {self.dir}; add it with `kes broker user add {name}`."
             )
-        return _read_properties(path)
+        return read_properties(str(path))
 
     def tls_conf(self, name: str) -> dict[str, str]:
         """librdkafka settings (no servers) for user ``name``'s client certificate."""
@@ -295,19 +296,10 @@ def _env_lines(conf: dict[str, str], name: str) -> str:
     return "\n".join(lines) + "\n"
 
 
-def _read_properties(path: Path) -> dict[str, str]:
-    out = {}
-    for line in path.read_text().splitlines():
-        key, sep, value = line.partition("=")
-        if sep and not key.startswith("#"):
-            out[key.strip()] = value.strip()
-    return out
-
-
 def _read_password(path: Path) -> str | None:
     if not path.exists():
         return None
-    return _read_properties(path).get("sasl.password")
+    return read_properties(str(path)).get("sasl.password")
 
 
 def listener_properties(secrets_: Secrets, node_id: int) -> dict[str, Any]:

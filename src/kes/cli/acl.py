@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import dataclasses
 import json
+from collections.abc import Callable
+from typing import Any
 
 import click
 from rich.console import Console
@@ -12,6 +14,7 @@ from rich.table import Table
 from kes.cli.options import bootstrap_option, json_option, kafka_config, prefix_option
 from kes.kafka import acl as acls
 from kes.kafka.acl import ROLES, Args, Role
+from kes.kafka.config import KafkaConfig
 
 
 @click.group()
@@ -19,47 +22,46 @@ def acl() -> None:
     """Grant, revoke and list the ACLs kes roles need (run as an admin principal)."""
 
 
-def _role_options(fn: click.decorators.FC) -> click.decorators.FC:
-    for option in reversed(
-        [
-            click.option(
-                "--role",
-                type=click.Choice(ROLES),
-                required=True,
-                help="writer: append to and own the aggregate types; reader: read their "
-                "events; projection / pipeline: run the one named by --group; schemas: "
-                "write the schema registry.",
-            ),
-            click.option(
-                "--principal",
-                required=True,
-                help="User:NAME (a SASL user, or a certificate's mapped name).",
-            ),
-            click.option(
-                "--aggregate-type",
-                "aggregate_types",
-                multiple=True,
-                help="Repeatable. writer: required; reader, projection, pipeline: the "
-                "types read (default: every type of the namespace).",
-            ),
-            click.option("--group", help="projection or pipeline: its name."),
-            click.option(
-                "--emit",
-                "emits",
-                multiple=True,
-                help="pipeline: an aggregate type it emits events to (repeatable).",
-            ),
-            click.option(
-                "--output",
-                "outputs",
-                multiple=True,
-                help="pipeline: a plain output topic (repeatable).",
-            ),
-            bootstrap_option,
-            prefix_option,
-            json_option,
-        ]
-    ):
+def _role_options(fn: Any) -> Any:
+    options: list[Callable[[Any], Any]] = [
+        click.option(
+            "--role",
+            type=click.Choice(ROLES),
+            required=True,
+            help="writer: append to and own the aggregate types; reader: read their "
+            "events; projection / pipeline: run the one named by --group; schemas: "
+            "write the schema registry.",
+        ),
+        click.option(
+            "--principal",
+            required=True,
+            help="User:NAME (a SASL user, or a certificate's mapped name).",
+        ),
+        click.option(
+            "--aggregate-type",
+            "aggregate_types",
+            multiple=True,
+            help="Repeatable. writer: required; reader, projection, pipeline: the "
+            "types read (default: every type of the namespace).",
+        ),
+        click.option("--group", help="projection or pipeline: its name."),
+        click.option(
+            "--emit",
+            "emits",
+            multiple=True,
+            help="pipeline: an aggregate type it emits events to (repeatable).",
+        ),
+        click.option(
+            "--output",
+            "outputs",
+            multiple=True,
+            help="pipeline: a plain output topic (repeatable).",
+        ),
+        bootstrap_option,
+        prefix_option,
+        json_option,
+    ]
+    for option in reversed(options):
         fn = option(fn)
     return fn
 
@@ -73,7 +75,7 @@ def _plan(
     outputs: tuple[str, ...],
     bootstrap_servers: str,
     topic_prefix: str | None,
-) -> tuple[acls.KafkaConfig, list[acls.Grant]]:
+) -> tuple[KafkaConfig, list[acls.Grant]]:
     config = kafka_config(bootstrap_servers, topic_prefix)
     args = Args(tuple(aggregate_types), group, tuple(emits), tuple(outputs))
     name: Role = role  # type: ignore[assignment]

@@ -15,12 +15,13 @@ reply only when it carries the digest of the very request it answers.
 
 from __future__ import annotations
 
+import time
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from typing import Any, Literal
 
-from kes.errors import AccessDeniedError, InvalidInputError
-from kes.kafka.config import REQUEST_SUFFIX, KafkaConfig, principal_tag
+from kes.errors import AccessDeniedError, InvalidInputError, StoreUnavailableError
+from kes.kafka.config import DEFAULT_NAMESPACE, REQUEST_SUFFIX, KafkaConfig, principal_tag
 
 __all__ = [
     "ROLES",
@@ -89,6 +90,13 @@ def grants(config: KafkaConfig, role: Role, principal: str, args: Args) -> list[
         raise InvalidInputError(f"unknown role {role!r}; roles: {', '.join(ROLES)}.")
     ns = config.ns
     tag = principal_tag(principal)
+    readers = Grant(
+        "GROUP",
+        f"{ns}.reader.{tag}.",
+        "PREFIXED",
+        ("DESCRIBE",),
+        "its readers' group ids (never joined; librdkafka looks up their coordinator)",
+    )
     schemas = Grant(
         "TOPIC",
         config.schema_topic(),
@@ -141,10 +149,11 @@ def grants(config: KafkaConfig, role: Role, principal: str, args: Args) -> list[
                 ("WRITE",),
                 "answer forwarded requests (callers check each answer's digest)",
             ),
+            readers,
             schemas,
         ]
     if role == "reader":
-        return [*_sources(config, args, "read events"), schemas]
+        return [*_sources(config, args, "read events"), readers, schemas]
     if role == "projection":
         if not args.group:
             raise InvalidInputError("--role projection needs --group (the projection's name).")
@@ -167,6 +176,7 @@ def grants(config: KafkaConfig, role: Role, principal: str, args: Args) -> list[
                 ("WRITE",),
                 "exactly-once Kafka outputs",
             ),
+            readers,
             schemas,
         ]
     if role == "pipeline":
@@ -187,6 +197,7 @@ def grants(config: KafkaConfig, role: Role, principal: str, args: Args) -> list[
                 ("WRITE",),
                 "its checkpoints' transactions",
             ),
+            readers,
             schemas,
         ]
         out += [
@@ -196,6 +207,7 @@ def grants(config: KafkaConfig, role: Role, principal: str, args: Args) -> list[
         out += [Grant("TOPIC", o, "LITERAL", _OWN, "an output topic") for o in args.outputs]
         return out
     return [
+        readers,
         Grant("TOPIC", config.schema_topic(), "LITERAL", _OWN, "the registry's log"),
         Grant(
             "TRANSACTIONAL_ID",
@@ -277,48 +289,55 @@ def denied(n: Need, doing: str, error: str) -> AccessDeniedError:
 
 def _fixes(n: Need, principal: str) -> list[str]:
     """The ``kes acl grant`` commands whose role covers the needed right: the caller's
-    role first, at most three."""
+    role alone when it does, else every role that does (at most three)."""
     if not principal.startswith("User:"):
         principal = "User:<name>"
     found: list[str] = []
-    roles = sorted(ROLES, key=lambda r: r != n.role)
-    for role in roles:
+    for role in sorted(ROLES, key=lambda r: r != n.role):
         for args in _guesses(n.config, n.name, role):
             try:
                 role_grants = grants(n.config, role, principal, args)
             except InvalidInputError:
                 continue
             if any(g.covers(n.resource_type, n.name, n.operation) for g in role_grants):
+                if role == n.role:
+                    return [grant_command(n.config, role, principal, args)]
                 found.append(grant_command(n.config, role, principal, args))
                 break
     return found[:3]
 
 
+_ANY_TYPE = "<AggregateType>"
+
+
 def _guesses(config: KafkaConfig, name: str, role: Role) -> Iterable[Args]:
-    """Role arguments that could cover ``name``, read back from kes's naming."""
+    """Role arguments that could cover ``name``, read back from kes's naming (a
+    placeholder where the name does not tell)."""
+    ns = config.ns
     prefix = config.events_prefix
     if name.startswith(prefix):
         rest = name[len(prefix) :].removesuffix(REQUEST_SUFFIX)
         if "." not in rest:
-            yield Args(aggregate_types=(rest,), emits=(rest,) if role == "pipeline" else ())
-    for head in (f"{config.ns}.writers.",):
+            yield Args(
+                aggregate_types=(rest,),
+                group="<name>",
+                emits=(rest,) if role == "pipeline" else (),
+            )
+    if name.startswith(f"{ns}.writers."):
+        yield Args(aggregate_types=(name[len(f"{ns}.writers.") :],))
+    for head in (f"{ns}.stream.", f"changelog__{ns}.stream.", f"repartition__{ns}.stream."):
         if name.startswith(head):
-            yield Args(aggregate_types=(name[len(head) :],))
-    if role == "pipeline":
-        for head in (f"{config.ns}.stream.", f"changelog__{config.ns}.stream."):
-            if name.startswith(head):
-                yield Args(group=name[len(head) :].split("--")[0].removesuffix(".late"))
+            group = name[len(head) :].split("--")[0].removesuffix(".late").split(".")[0]
+            yield Args(aggregate_types=(_ANY_TYPE,), group=group)
+    for head in (f"{ns}.dlq.", f"{ns}.dlq-replay."):
+        if name.startswith(head):
+            yield Args(aggregate_types=(_ANY_TYPE,), group=name[len(head) :])
     if role == "projection":
-        for head in (f"{config.ns}.dlq.", f"{config.ns}.dlq-replay."):
-            if name.startswith(head):
-                yield Args(group=name[len(head) :])
-        own = "" if config.ns == "kes" else f"{config.ns}."
-        if name.startswith(own) and not name.startswith(f"{config.ns}.writer"):
-            yield Args(group=name[len(own) :].split(".")[0])
-    if role == "pipeline" and name.startswith(f"{config.ns}.dlq."):
-        yield Args(group=name[len(f"{config.ns}.dlq.") :])
-    yield Args(aggregate_types=("<AggregateType>",))
-    yield Args(group="<name>")
+        # group_id(G) is G itself in the default namespace, <ns>.G elsewhere.
+        own = "" if ns == DEFAULT_NAMESPACE else f"{ns}."
+        if name.startswith(own):
+            yield Args(aggregate_types=(_ANY_TYPE,), group=name[len(own) :].split(".")[0])
+    yield Args(aggregate_types=(_ANY_TYPE,), group="<name>")
 
 
 def grant_command(config: KafkaConfig, role: Role, principal: str, args: Args) -> str:
@@ -329,7 +348,7 @@ def grant_command(config: KafkaConfig, role: Role, principal: str, args: Args) -
         parts.append(f"--group {args.group}")
     parts += [f"--emit {t}" for t in args.emits]
     parts.append(f"--principal {principal}")
-    if config.ns != "kes":
+    if config.ns != DEFAULT_NAMESPACE:
         parts.append(f"--namespace {config.ns}")
     return " ".join(parts)
 
@@ -406,7 +425,19 @@ def create(config: KafkaConfig, principal: str, role_grants: Sequence[Grant]) ->
     with kafka_errors(f"creating {len(bindings)} ACLs for {principal}"):
         for future in client.create_acls(bindings, request_timeout=30).values():
             future.result()
-    return [_acl(b) for b in bindings]
+    created = [_acl(b) for b in bindings]
+    # The controller has them; wait until the broker serving requests applied them too,
+    # so that the principal's next request is not refused by a lagging authorizer.
+    deadline = time.monotonic() + 10
+    while not set(created) <= set(describe(config, principal)):
+        if time.monotonic() > deadline:
+            raise StoreUnavailableError(
+                f"the ACLs of {principal} were created but Kafka does not list them after "
+                "10 s; check the cluster's health, then run the command again.",
+                "unknown",
+            )
+        time.sleep(0.1)
+    return created
 
 
 def delete(config: KafkaConfig, principal: str, role_grants: Sequence[Grant]) -> int:

@@ -7,7 +7,6 @@ needs: read_committed consumers, idempotent acks=all producers, Java's partition
 from __future__ import annotations
 
 import threading
-import uuid
 from typing import Any
 
 from confluent_kafka import Consumer, Producer
@@ -45,7 +44,7 @@ def reader_conf(config: KafkaConfig, **extra: Any) -> dict[str, Any]:
     conf = base_conf(config)
     conf.update(
         {
-            "group.id": f"kes-reader-{uuid.uuid4().hex}",  # required, never joined
+            "group.id": config.reader_group(),  # required, never joined
             "enable.auto.commit": False,
             "enable.auto.offset.store": False,
             "isolation.level": "read_committed",

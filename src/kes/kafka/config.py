@@ -132,12 +132,24 @@ class KafkaConfig:
         ``KES_BOOTSTRAP_SERVERS``, ``KES_NAMESPACE``, ``KES_TOPIC_PREFIX``,
         ``KES_PARTITIONS``, ``KES_REPLICATION_FACTOR``, ``KES_ROLE`` (writer|client),
         ``KES_INSTANCE_ID``, ``KES_INDEX_DIR``, ``KES_SESSION_TIMEOUT_MS``,
-        ``KES_TRANSACTION_TIMEOUT_MS``, ``KES_REQUEST_TIMEOUT_S``, and
-        ``KES_KAFKA_<SETTING>`` passed to confluent-kafka as ``<setting>`` (e.g.
-        ``KES_KAFKA_SECURITY_PROTOCOL=SASL_SSL`` -> ``security.protocol``).
+        ``KES_TRANSACTION_TIMEOUT_MS``, ``KES_REQUEST_TIMEOUT_S``, ``KES_PRINCIPAL``
+        (``User:<name>``, when kes cannot tell it from the SASL user or the client
+        certificate), and ``KES_KAFKA_<SETTING>`` passed to confluent-kafka as
+        ``<setting>`` (e.g. ``KES_KAFKA_SECURITY_PROTOCOL=SASL_SSL`` ->
+        ``security.protocol``). ``KES_CLIENT_PROPERTIES`` names a file of librdkafka
+        ``key=value`` settings (secrets need not be in the environment, e.g. the one
+        ``kes broker start --secure`` writes); ``KES_KAFKA_*`` win over it, and its
+        ``bootstrap.servers`` is used when ``KES_BOOTSTRAP_SERVERS`` is not set.
         """
         env = os.environ if environ is None else environ
         values: dict[str, Any] = {}
+        client: dict[str, Any] = {}
+        properties = env.get("KES_CLIENT_PROPERTIES")
+        if properties:
+            client = read_properties(properties)
+            servers = client.pop("bootstrap.servers", None)
+            if servers:
+                values["bootstrap_servers"] = servers
         for name, key, kind in _ENV:
             raw = env.get(name)
             if raw is None or raw == "":
@@ -148,11 +160,13 @@ class KafkaConfig:
                 raise InvalidInputError(
                     f"{name}={raw!r} is not a valid {kind.__name__}; fix or unset it."
                 ) from None
-        client = {
-            k[len("KES_KAFKA_") :].lower().replace("_", "."): v
-            for k, v in env.items()
-            if k.startswith("KES_KAFKA_")
-        }
+        client.update(
+            {
+                k[len("KES_KAFKA_") :].lower().replace("_", "."): v
+                for k, v in env.items()
+                if k.startswith("KES_KAFKA_")
+            }
+        )
         if client:
             values["client"] = client
         values.update({k: v for k, v in overrides.items() if v is not None})
@@ -217,6 +231,12 @@ class KafkaConfig:
         writers' ids and no other (nobody else can fence them)."""
         return f"{self.ns}.writer.{self._own}{self.instance_id or self.member_name}"
 
+    def reader_group(self) -> str:
+        """A group id for a consumer that only assigns partitions (librdkafka needs one and
+        looks up its coordinator, which needs DESCRIBE on it): never joined, unique, and
+        with the principal's tag so that one prefixed ACL covers them all."""
+        return f"{self.ns}.reader.{self._own}{uuid.uuid4().hex}"
+
     def reply_topic(self) -> str:
         """Where this process receives the answers to what it forwarded (with the
         principal's tag when known: only that principal may read or delete it)."""
@@ -271,6 +291,23 @@ class KafkaConfig:
 
 
 REQUEST_SUFFIX = ".requests"
+
+
+def read_properties(path: str) -> dict[str, str]:
+    """``key=value`` lines (``#`` comments) of a client properties file."""
+    try:
+        with open(path, encoding="utf-8") as f:
+            lines = f.read().splitlines()
+    except OSError as exc:
+        raise InvalidInputError(
+            f"KES_CLIENT_PROPERTIES={path}: cannot read it ({exc.strerror}); fix or unset it."
+        ) from None
+    out = {}
+    for line in lines:
+        key, sep, value = line.strip().partition("=")
+        if sep and not key.startswith(("#", "!")):
+            out[key.strip()] = value.strip()
+    return out
 
 _ENV: tuple[tuple[str, str, type], ...] = (
     ("KES_BOOTSTRAP_SERVERS", "bootstrap_servers", str),

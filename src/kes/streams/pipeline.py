@@ -141,6 +141,9 @@ class Pipeline:
             },
             "producer_extra_config": {
                 **client,
+                # Named in the pipeline's group, so its ACLs can allow it (Quix would
+                # make a random one).
+                "transactional.id": f"{self.group(config)}.{config.member_name}",
                 # kes writes keys with Java's murmur2; joins need the same partition per key.
                 "partitioner": "murmur2_random",
                 # A killed member's open transaction blocks readers of its outputs until it

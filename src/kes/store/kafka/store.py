@@ -11,7 +11,7 @@ from collections.abc import Iterator, Mapping, Sequence
 from confluent_kafka import Message
 
 from kes.envelope import NewEvent, Position, RecordedEvent
-from kes.errors import NotOwnerError, StoreUnavailableError
+from kes.errors import AccessDeniedError, NotOwnerError, StoreUnavailableError
 from kes.kafka.clients import producer
 from kes.kafka.config import KafkaConfig, Role
 from kes.kafka.consume import scan
@@ -157,8 +157,25 @@ class KafkaEventStore(EventStore):
         self, aggregate_type: str, aggregate_id: str, from_version: int, to_version: int | None
     ) -> tuple[str, int, int, list[int]] | None:
         """(topic, partition, current version, offsets of the versions asked for), from
-        the owner's index; None when no owner answered within ``OWNER_WAIT_S``."""
+        the owner's index; None when no owner answered within ``OWNER_WAIT_S``, or when
+        this principal may not ask owners (a reader: asking goes through the request
+        topic, which carries appends too)."""
         m = self.member(aggregate_type)
+        if m.denied is not None:
+            return None
+        try:
+            return self._ask_owner(m, aggregate_type, aggregate_id, from_version, to_version)
+        except AccessDeniedError:
+            return None
+
+    def _ask_owner(
+        self,
+        m: WriterGroupMember,
+        aggregate_type: str,
+        aggregate_id: str,
+        from_version: int,
+        to_version: int | None,
+    ) -> tuple[str, int, int, list[int]] | None:
         p = partition_for(aggregate_id, m.partitions)
         deadline = time.time() + self.config.request_timeout_s
         owner_deadline = time.time() + OWNER_WAIT_S
@@ -271,7 +288,7 @@ class KafkaEventStore(EventStore):
         stop: threading.Event | None = None,
     ) -> Iterator[RecordedEvent]:
         check_type(aggregate_type)
-        info = self.topics.ensure_event_topic(aggregate_type)
+        info = self.topics.ensure_event_topic(aggregate_type, role="reader")
         for msg in scan(
             self.config, info.name, info.partitions, from_positions, follow=True, stop=stop
         ):
