@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import os
 import subprocess
 import sys
 import time
@@ -45,6 +46,10 @@ def spawn_appender(
 ) -> subprocess.Popen[bytes]:
     fields = asdict(config)
     fields["member_name"] = f"appender-{uuid.uuid4().hex[:6]}"
+    # Security settings travel in the environment, never on a command line (ps shows it).
+    client = fields.pop("client")
+    env = {k: v for k, v in os.environ.items() if not k.startswith("KES_KAFKA_")}
+    env.update({f"KES_KAFKA_{k.upper().replace('.', '_')}": str(v) for k, v in client.items()})
     if index_dir is not None:
         fields["index_dir"] = index_dir
     cmd = [
@@ -71,7 +76,7 @@ def spawn_appender(
     if pause_in_commit is not None:
         cmd += ["--pause-in-commit", str(pause_in_commit)]
     root = Path(__file__).resolve().parent.parent
-    return subprocess.Popen(cmd, cwd=root)
+    return subprocess.Popen(cmd, cwd=root, env=env)
 
 
 def wait_for(path: Path, timeout: float = 90) -> dict[str, Any]:
@@ -117,12 +122,18 @@ class Record:
 
 
 def read_topic(
-    bootstrap: str, topic: str, partitions: int | None = None, seconds: float = 60
+    bootstrap: str,
+    topic: str,
+    partitions: int | None = None,
+    seconds: float = 60,
+    conf: dict[str, Any] | None = None,
 ) -> list[Record]:
     """Every committed record of ``topic`` (its first ``partitions``, default all), in offset
-    order per partition, by a plain read_committed consumer (no kes code involved)."""
+    order per partition, by a plain read_committed consumer (no kes code involved);
+    ``conf``: security settings (a secured cluster's admin)."""
     consumer = Consumer(
         {
+            **(conf or {}),
             "bootstrap.servers": bootstrap,
             "group.id": f"reader-{time.monotonic_ns()}",
             "isolation.level": "read_committed",
@@ -155,9 +166,11 @@ def read_topic(
         consumer.close()
 
 
-def read_log(bootstrap_servers: str, topic: str, partitions: int) -> list[dict[str, Any]]:
+def read_log(
+    bootstrap_servers: str, topic: str, partitions: int, conf: dict[str, Any] | None = None
+) -> list[dict[str, Any]]:
     """The envelopes of ``topic`` as dicts, with ``_partition``, ``_offset`` and ``_key``."""
-    records = read_topic(bootstrap_servers, topic, partitions, seconds=120)
+    records = read_topic(bootstrap_servers, topic, partitions, seconds=120, conf=conf)
     assert all(r.key is not None for r in records), f"a record of {topic} has no key"
     return [
         {

@@ -39,7 +39,12 @@ def main() -> None:
     if args.pause_in_commit:
         pause_in_commit(args.pause_in_commit)
 
-    config = KafkaConfig(**json.loads(args.config))
+    client = {
+        k[len("KES_KAFKA_") :].lower().replace("_", "."): v
+        for k, v in os.environ.items()
+        if k.startswith("KES_KAFKA_")
+    }
+    config = KafkaConfig(**json.loads(args.config), client=client)
     store = KafkaEventStore(config)
     owned = store.owned_partitions(args.type)
     names = [f"agg-{i}" for i in range(args.aggregates)]

@@ -377,7 +377,7 @@ class Streams:
 
     def _output_topic(self, aggregate_type: str) -> Topic:
         if aggregate_type not in self._outputs:
-            name = self._topics.ensure_event_topic(aggregate_type).name
+            name = self._topics.ensure_event_topic(aggregate_type, role="pipeline").name
             self._outputs[aggregate_type] = self.app.topic(
                 name, value_serializer=RawSerializer(), key_serializer=KeySerializer()
             )
