@@ -44,12 +44,8 @@ def spawn_appender(
     type_: str = "Race",
     pause_in_commit: Path | None = None,
 ) -> subprocess.Popen[bytes]:
-    fields = asdict(config)
+    fields, env = worker_args(config)
     fields["member_name"] = f"appender-{uuid.uuid4().hex[:6]}"
-    # Security settings travel in the environment, never on a command line (ps shows it).
-    client = fields.pop("client")
-    env = {k: v for k, v in os.environ.items() if not k.startswith("KES_KAFKA_")}
-    env.update({f"KES_KAFKA_{k.upper().replace('.', '_')}": str(v) for k, v in client.items()})
     if index_dir is not None:
         fields["index_dir"] = index_dir
     cmd = [
@@ -77,6 +73,25 @@ def spawn_appender(
         cmd += ["--pause-in-commit", str(pause_in_commit)]
     root = Path(__file__).resolve().parent.parent
     return subprocess.Popen(cmd, cwd=root, env=env)
+
+
+def worker_args(config: KafkaConfig) -> tuple[dict[str, Any], dict[str, str]]:
+    """A worker process's KafkaConfig fields (for its command line) and environment: the
+    security settings travel in the environment as KES_KAFKA_*, never on a command line
+    (``ps`` shows it). Workers read them back with :func:`client_from_env`."""
+    fields = asdict(config)
+    client = fields.pop("client")
+    env = {k: v for k, v in os.environ.items() if not k.startswith("KES_KAFKA_")}
+    env.update({f"KES_KAFKA_{k.upper().replace('.', '_')}": str(v) for k, v in client.items()})
+    return fields, env
+
+
+def client_from_env() -> dict[str, Any]:
+    return {
+        k[len("KES_KAFKA_") :].lower().replace("_", "."): v
+        for k, v in os.environ.items()
+        if k.startswith("KES_KAFKA_")
+    }
 
 
 def wait_for(path: Path, timeout: float = 90) -> dict[str, Any]:

@@ -23,6 +23,7 @@ import logging
 import threading
 import time
 import uuid
+from collections.abc import Callable
 from concurrent.futures import Future
 
 import msgspec
@@ -139,7 +140,9 @@ def reply_error(reply: Reply, aggregate_type: str, aggregate_id: str) -> KesErro
 class Router:
     """The requesting side: sends requests, waits for replies on its own reply topic."""
 
-    def __init__(self, config: KafkaConfig, topics: Topics, producer: Producer) -> None:
+    def __init__(
+        self, config: KafkaConfig, topics: Topics, producer: Callable[[], Producer]
+    ) -> None:
         self.config = config
         self.topics = topics
         self.producer = producer
@@ -217,7 +220,7 @@ class Router:
 
         try:
             with kafka_errors(doing, need=right):
-                self.producer.produce(
+                self.producer().produce(
                     request_topic,
                     value=value,
                     key=call.aggregate_id,
@@ -227,7 +230,7 @@ class Router:
             # A little past the deadline: the owner drops the request after it.
             give_up = time.monotonic() + timeout + 2.0
             while True:
-                self.producer.poll(0)  # serves the delivery report
+                self.producer().poll(0)  # serves the delivery report
                 try:
                     return future.result(timeout=min(0.05, max(0.0, give_up - time.monotonic())))
                 except TimeoutError:

@@ -3,12 +3,13 @@ and one transaction per writer process for all it owns."""
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import threading
 import time
 from collections.abc import Iterator, Mapping, Sequence
 
-from confluent_kafka import Message
+from confluent_kafka import KafkaException, Message, Producer
 
 from kes.envelope import NewEvent, Position, RecordedEvent
 from kes.errors import AccessDeniedError, NotOwnerError, StoreUnavailableError
@@ -62,14 +63,26 @@ class KafkaEventStore(EventStore):
         self.config = config or KafkaConfig.from_env()
         self.role: Role = role or self.config.role
         self.topics = Topics(self.config)
-        self.producer = producer(self.config, **{"linger.ms": 1})
+        self._producer: Producer | None = None
+        self._producer_lock = threading.Lock()
         self.reader = OffsetReader(self.config)
         self.writer = Writer(self.config, self.reader)
-        self.router = Router(self.config, self.topics, self.producer)
+        self.router = Router(self.config, self.topics, lambda: self.producer)
         self._members: dict[str, WriterGroupMember] = {}
         self._ownerless: dict[tuple[str, int], float] = {}  # no owner answered, until
         self._lock = threading.Lock()
         self._closed = False
+
+    @property
+    def producer(self) -> Producer:
+        """Forwards requests and answers them; made on first use, so that a process that
+        only reads needs no right to write anything (an idempotent producer asks Kafka
+        for a producer id at once, which needs WRITE on some topic)."""
+        if self._producer is None:
+            with self._producer_lock:
+                if self._producer is None:
+                    self._producer = producer(self.config, **{"linger.ms": 1})
+        return self._producer
 
     def member(self, aggregate_type: str) -> WriterGroupMember:
         m = self._members.get(aggregate_type)
@@ -306,7 +319,9 @@ class KafkaEventStore(EventStore):
             m.close()
         self.writer.close()
         self.router.close()
-        self.producer.flush(10)
+        if self._producer is not None:
+            with contextlib.suppress(KafkaException):  # a refused (fatal) producer
+                self._producer.flush(10)
         self.reader.close()
 
 
