@@ -309,6 +309,7 @@ def read_properties(path: str) -> dict[str, str]:
             out[key.strip()] = value.strip()
     return out
 
+
 _ENV: tuple[tuple[str, str, type], ...] = (
     ("KES_BOOTSTRAP_SERVERS", "bootstrap_servers", str),
     ("KES_NAMESPACE", "namespace", str),

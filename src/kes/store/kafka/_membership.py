@@ -25,7 +25,13 @@ from confluent_kafka import (
     TopicPartition,
 )
 
-from kes.errors import AccessDeniedError, KesError, NotOwnerError, StoreUnavailableError
+from kes.errors import (
+    AccessDeniedError,
+    InvalidInputError,
+    KesError,
+    NotOwnerError,
+    StoreUnavailableError,
+)
 from kes.kafka.acl import need
 from kes.kafka.clients import group_consumer
 from kes.kafka.config import KafkaConfig
@@ -33,6 +39,7 @@ from kes.kafka.consume import drain, watermarks
 from kes.kafka.errors import error_of, is_denied
 from kes.kafka.produce import GroupMember
 from kes.kafka.topics import Topics
+from kes.partitioning import partition_for
 from kes.store.kafka._admission import AppendRequest
 from kes.store.kafka._partition import OwnedPartition, State
 from kes.store.kafka._routing import (
@@ -310,6 +317,17 @@ class WriterGroupMember:
             )
             return
         call_digest = digest(msg.value())
+        if partition_for(call.aggregate_id, self.partitions) != msg.partition():
+            # Served here, it would put the aggregate's events in another partition than
+            # its key's, where no read finds them and no version check sees them.
+            wrong = InvalidInputError(
+                f"{call.aggregate_type} {call.aggregate_id!r} lives in partition "
+                f"{partition_for(call.aggregate_id, self.partitions)} of {self.topic}, but "
+                f"the request came on partition {msg.partition()} of {msg.topic()}; nothing "
+                "was written. Send requests with kes (it routes them by key)."
+            )
+            self._reply(call, error_reply(call.id, wrong), call_digest)
+            return
         owned = self._owned.get(msg.partition())
         if owned is None or not owned.ready:
             self._reply(call, error_reply(call.id, NotOwnerError("partition moved")), call_digest)
