@@ -24,6 +24,7 @@ from kes.envelope import Envelope, NewEvent, Position, RecordedEvent
 from kes.errors import (
     AccessDeniedError,
     AggregateNotFoundError,
+    AuthenticationError,
     ConcurrencyError,
     EventTooLargeError,
     FencedError,
@@ -68,6 +69,7 @@ __all__ = [
     "AggregateNotFoundError",
     "AppendResult",
     "Application",
+    "AuthenticationError",
     "ConcurrencyError",
     "DomainError",
     "DomainEvent",

@@ -150,7 +150,11 @@ def list_(
         click.echo(json.dumps([dataclasses.asdict(a) for a in found], indent=2))
         return
     if not found:
-        click.echo("no ACLs" + (f" for {principal}" if principal else "") + ".")
+        click.echo(
+            "no ACLs"
+            + (f" for {principal}" if principal else "")
+            + " (Kafka lists only what this principal may see: run as an admin)."
+        )
         return
     table = Table(title="ACLs")
     for col in ("principal", "resource", "name", "pattern", "operation", "permission", "host"):

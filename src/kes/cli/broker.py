@@ -96,6 +96,8 @@ def start(nodes: str, port: int, secure: bool, data_dir: str) -> None:
                 f"Kafka is already running ({len(cluster.nodes)} node(s)): "
                 f"{cluster.bootstrap_servers}"
             )
+            if cluster.secure:
+                _echo_secured(cluster)
             return
         cluster.start()
     else:

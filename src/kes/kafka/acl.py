@@ -263,12 +263,15 @@ def denied(n: Need, doing: str, error: str) -> AccessDeniedError:
     from kes.kafka.security import principal_label
 
     principal = principal_label(n.config)
-    fixes = _fixes(n, principal)
-    fix = (
-        "An administrator gives it with `" + "`, or `".join(fixes) + "`"
-        if fixes
-        else "No kes role grants it: an administrator must add that ACL by hand"
-    )
+    fixes = [] if n.resource_type == "CLUSTER" else _fixes(n, principal)
+    if fixes:
+        fix = "An administrator gives it with `" + "`, or `".join(fixes) + "`"
+    elif n.resource_type == "CLUSTER":
+        fix = (
+            "Run it as an admin principal (a super user; User:admin of `kes broker start --secure`)"
+        )
+    else:
+        fix = "No kes role grants it: an administrator must add that ACL by hand"
     hint = ""
     if n.config.principal_name is None and n.name.startswith(
         (n.config.replies_prefix, f"{n.config.ns}.writer.")
@@ -422,7 +425,8 @@ def create(config: KafkaConfig, principal: str, role_grants: Sequence[Grant]) ->
         for op in g.operations
     ]
     client = admin(config)
-    with kafka_errors(f"creating {len(bindings)} ACLs for {principal}"):
+    right = need(config, "CLUSTER", "kafka-cluster", "ALTER", "schemas")
+    with kafka_errors(f"creating {len(bindings)} ACLs for {principal}", need=right):
         for future in client.create_acls(bindings, request_timeout=30).values():
             future.result()
     created = [_acl(b) for b in bindings]
@@ -463,7 +467,8 @@ def delete(config: KafkaConfig, principal: str, role_grants: Sequence[Grant]) ->
     ]
     client = admin(config)
     deleted = 0
-    with kafka_errors(f"deleting ACLs of {principal}"):
+    right = need(config, "CLUSTER", "kafka-cluster", "ALTER", "schemas")
+    with kafka_errors(f"deleting ACLs of {principal}", need=right):
         for future in client.delete_acls(filters, request_timeout=30).values():
             deleted += len(future.result())
     return deleted
