@@ -4,7 +4,6 @@ processes, and an exactly-once projection."""
 
 from __future__ import annotations
 
-import dataclasses
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -40,28 +39,6 @@ class TestEventStoreOverSaslSsl(EventStoreContract):
         assert writer_config.client["security.protocol"] == "SASL_SSL"
         with KafkaEventStore(writer_config) as store:
             yield store
-
-
-class TestEventStoreOverSaslSslThroughForwarding(EventStoreContract):
-    """A client principal (writer role, owning nothing) forwards every call to an owner
-    running as another principal: the request and reply topics work under ACLs."""
-
-    @pytest.fixture
-    def store(
-        self, writer_config: KafkaConfig, secure_broker: LocalCluster, unique: str
-    ) -> Iterator[KafkaEventStore]:
-        with KafkaEventStore(writer_config) as owner:
-            for t in CONTRACT_TYPES:
-                owner.owned_partitions(t)
-            client_config = principal(
-                secure_broker,
-                dataclasses.replace(writer_config, principal=None),
-                f"c-{unique}",
-                "writer",
-                aggregate_types=CONTRACT_TYPES,
-            )
-            with KafkaEventStore(client_config, role="client") as client:
-                yield client
 
 
 @pytest.mark.slow
