@@ -252,8 +252,13 @@ class Need:
 
 
 def need(
-    config: KafkaConfig, resource_type: ResourceType, name: str, operation: str, role: Role
+    config: KafkaConfig,
+    resource_type: ResourceType,
+    name: str,
+    operation: str,
+    role: Role | None,
 ) -> Need:
+    """The right ``operation`` on ``name`` that a caller acting in ``role`` needs."""
     return Need(config, resource_type, name, operation, role)
 
 
@@ -425,7 +430,7 @@ def create(config: KafkaConfig, principal: str, role_grants: Sequence[Grant]) ->
         for op in g.operations
     ]
     client = admin(config)
-    right = need(config, "CLUSTER", "kafka-cluster", "ALTER", "schemas")
+    right = need(config, "CLUSTER", "kafka-cluster", "ALTER", None)
     with kafka_errors(f"creating {len(bindings)} ACLs for {principal}", need=right):
         for future in client.create_acls(bindings, request_timeout=30).values():
             future.result()
@@ -467,7 +472,7 @@ def delete(config: KafkaConfig, principal: str, role_grants: Sequence[Grant]) ->
     ]
     client = admin(config)
     deleted = 0
-    right = need(config, "CLUSTER", "kafka-cluster", "ALTER", "schemas")
+    right = need(config, "CLUSTER", "kafka-cluster", "ALTER", None)
     with kafka_errors(f"deleting ACLs of {principal}", need=right):
         for future in client.delete_acls(filters, request_timeout=30).values():
             deleted += len(future.result())
