@@ -141,9 +141,10 @@ class Pipeline:
             },
             "producer_extra_config": {
                 **client,
-                # Named in the pipeline's group, so its ACLs can allow it (Quix would
-                # make a random one).
-                "transactional.id": f"{self.group(config)}.{config.member_name}",
+                # Random, as Quix makes it, but named in the pipeline's group so that its
+                # ACLs can allow it (two processes must never share one: they would
+                # fence each other).
+                "transactional.id": f"{self.group(config)}.{uuid.uuid4().hex}",
                 # kes writes keys with Java's murmur2; joins need the same partition per key.
                 "partitioner": "murmur2_random",
                 # A killed member's open transaction blocks readers of its outputs until it
