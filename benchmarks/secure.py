@@ -13,7 +13,6 @@ secured/plaintext. The secured stores run as a principal with only the writer ro
 from __future__ import annotations
 
 import argparse
-import dataclasses
 import json
 import os
 import statistics
@@ -46,40 +45,35 @@ def start(data_dir: Path, port: int, secure: bool) -> tuple[LocalCluster, bool]:
 
 
 def configs(plain: LocalCluster, secure: LocalCluster, namespace: str) -> dict[str, KafkaConfig]:
-    """One KafkaConfig per protocol; the secured ones as a writer-role principal."""
-    base = KafkaConfig(
-        bootstrap_servers=plain.bootstrap_servers,
-        namespace=namespace,
-        partitions=12,
-        index_dir=str(ROOT / ".kes" / "bench-secure-index" / namespace),
-    )
+    """One KafkaConfig per protocol, each in its own namespace (two stores on one cluster
+    in one namespace would share the writer groups and forward to each other); the
+    secured ones as a principal with only the writer role."""
     user = "bench-writer"
     secure.add_user(user)
     admin_client = secure.secrets.sasl_conf("admin")
-    admin = KafkaConfig(
-        bootstrap_servers=admin_client.pop("bootstrap.servers"),
-        client=admin_client,
-        namespace=namespace,
-    )
-    principal = f"User:{user}"
-    acl.create(admin, principal, acl.grants(admin, "writer", principal, Args(TYPES)))
+    admin_servers = admin_client.pop("bootstrap.servers")
     sasl = secure.secrets.sasl_conf(user)
     sasl_servers = sasl.pop("bootstrap.servers")
-    return {
-        "PLAINTEXT": base,
-        "SASL_SSL": _with(base, sasl_servers, sasl, user),
-        "SSL": _with(base, secure.tls_bootstrap_servers, secure.secrets.tls_conf(user), user),
-    }
-
-
-def _with(base: KafkaConfig, servers: str, client: dict[str, Any], user: str) -> KafkaConfig:
-    return dataclasses.replace(
-        base,
-        bootstrap_servers=servers,
-        client=client,
-        principal=f"User:{user}",
-        index_dir=base.index_dir + "-" + client["security.protocol"],
-    )
+    out: dict[str, KafkaConfig] = {}
+    for protocol, servers, client in (
+        ("PLAINTEXT", plain.bootstrap_servers, {}),
+        ("SASL_SSL", sasl_servers, sasl),
+        ("SSL", secure.tls_bootstrap_servers, secure.secrets.tls_conf(user)),
+    ):
+        ns = f"{namespace}-{protocol.lower()}"
+        out[protocol] = KafkaConfig(
+            bootstrap_servers=servers,
+            client=client,
+            namespace=ns,
+            partitions=12,
+            index_dir=str(ROOT / ".kes" / "bench-secure-index" / ns),
+            principal=f"User:{user}" if client else None,
+        )
+        if client:
+            admin = KafkaConfig(bootstrap_servers=admin_servers, client=admin_client, namespace=ns)
+            who = f"User:{user}"
+            acl.create(admin, who, acl.grants(admin, "writer", who, Args(TYPES)))
+    return out
 
 
 def populate(store: KafkaEventStore, events: int) -> None:
