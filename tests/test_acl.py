@@ -6,8 +6,9 @@ from __future__ import annotations
 import pytest
 
 from kes.errors import InvalidInputError
-from kes.kafka.acl import Args, Role, denied, grants, need
+from kes.kafka.acl import Args, Role, grants
 from kes.kafka.config import KafkaConfig
+from kes.kafka.refusals import denied, need
 
 CONFIG = KafkaConfig(namespace="shop", client={"sasl.username": "svc"}, member_name="host-1-ab")
 ME = "User:svc"

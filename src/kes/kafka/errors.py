@@ -16,7 +16,7 @@ from contextlib import contextmanager
 from confluent_kafka import KafkaError, KafkaException
 
 from kes.errors import AccessDeniedError, KesError, Outcome, StoreUnavailableError
-from kes.kafka.acl import Need, denied
+from kes.kafka.refusals import Need, denied
 
 __all__ = ["DENIED", "Failure", "classify", "is_denied", "kafka_error", "kafka_errors", "translate"]
 

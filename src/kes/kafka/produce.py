@@ -14,10 +14,11 @@ from typing import Any, NamedTuple
 from confluent_kafka import KafkaError, KafkaException, Message, Producer, TopicPartition
 
 from kes.errors import StoreUnavailableError
-from kes.kafka.acl import Role, need
+from kes.kafka.acl import Role
 from kes.kafka.clients import producer_conf
 from kes.kafka.config import KafkaConfig
 from kes.kafka.errors import Failure, classify, kafka_errors
+from kes.kafka.refusals import need
 
 __all__ = ["Failure", "GroupMember", "TransactionalProducer", "send_and_confirm"]
 

@@ -17,10 +17,11 @@ from confluent_kafka import KafkaError, KafkaException, TopicCollection
 from confluent_kafka.admin import ConfigResource, NewTopic
 
 from kes.errors import StoreUnavailableError, TopicConfigError
-from kes.kafka.acl import Role, denied, need
+from kes.kafka.acl import Role
 from kes.kafka.clients import admin
 from kes.kafka.config import REQUEST_SUFFIX, KafkaConfig
 from kes.kafka.errors import DENIED, kafka_error, kafka_errors, translate
+from kes.kafka.refusals import denied, need
 
 __all__ = [
     "DEFAULT_MAX_MESSAGE_BYTES",

@@ -32,12 +32,12 @@ from kes.errors import (
     NotOwnerError,
     StoreUnavailableError,
 )
-from kes.kafka.acl import need
 from kes.kafka.clients import group_consumer
 from kes.kafka.config import KafkaConfig
 from kes.kafka.consume import drain, watermarks
 from kes.kafka.errors import error_of, is_denied
 from kes.kafka.produce import GroupMember
+from kes.kafka.refusals import need
 from kes.kafka.topics import Topics
 from kes.partitioning import partition_for
 from kes.store.kafka._admission import AppendRequest

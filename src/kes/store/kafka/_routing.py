@@ -37,11 +37,11 @@ from kes.errors import (
     TransientError,
     by_code,
 )
-from kes.kafka.acl import need
 from kes.kafka.clients import reader
 from kes.kafka.config import KafkaConfig
 from kes.kafka.consume import drain, watermarks
 from kes.kafka.errors import error_of, kafka_errors
+from kes.kafka.refusals import need
 from kes.kafka.topics import REPLIES, Topics
 from kes.store.base import Expected, ExpectedVersion
 

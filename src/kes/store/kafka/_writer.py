@@ -27,10 +27,10 @@ from kes.errors import (
     NotOwnerError,
     StoreUnavailableError,
 )
-from kes.kafka.acl import need
 from kes.kafka.config import KafkaConfig
 from kes.kafka.errors import Failure, classify, error_of, is_denied, kafka_error
 from kes.kafka.produce import GroupMember, TransactionalProducer
+from kes.kafka.refusals import need
 from kes.store.base import AppendResult
 from kes.store.kafka._admission import AppendRequest, Record, Verdicts, admit, stored_ids_match
 from kes.store.kafka._partition import OwnedPartition, State
