@@ -3,13 +3,18 @@ that fixes it (no Kafka needed)."""
 
 from __future__ import annotations
 
-import pytest
+from pathlib import Path
 
+import pytest
+from click.testing import CliRunner
+
+from kes.cli import cli
 from kes.errors import InvalidInputError
-from kes.kafka.acl import Args, Role, grants
+from kes.kafka.acl import Args, Role, grants, matrix_table
 from kes.kafka.config import KafkaConfig
 from kes.kafka.refusals import denied, need
 
+ROOT = Path(__file__).resolve().parent.parent
 CONFIG = KafkaConfig(namespace="shop", client={"sasl.username": "svc"}, member_name="host-1-ab")
 ME = "User:svc"
 
@@ -96,3 +101,10 @@ def test_a_refusal_names_the_grant_that_fixes_it(
     assert error.principal == ME and error.operation == operation
     assert error.grant == f"kes acl grant {grant} --principal {ME} --namespace shop"
     assert f"{ME} may not {operation} " in str(error) and error.grant in str(error)
+
+
+def test_the_role_matrix_in_the_docs_is_the_one_kes_grants() -> None:
+    operations = (ROOT / "docs" / "operations.md").read_text(encoding="utf-8")
+    assert matrix_table() in operations
+    result = CliRunner().invoke(cli, ["acl", "roles"])
+    assert result.exit_code == 0 and result.output.strip() == matrix_table()

@@ -19,7 +19,6 @@ import pytest
 from kes import NO_STREAM, AuthenticationError, NewEvent
 from kes.broker import LocalCluster
 from kes.broker.security import Secrets
-from kes.kafka.acl import matrix_table
 from kes.store.kafka import KafkaConfig, KafkaEventStore
 from tests.secure_support import principal
 
@@ -143,12 +142,6 @@ def test_the_admin_grants_lists_and_revokes_a_role_from_the_cli(
     assert refused.returncode == 1
     assert f"error: Kafka refused creating 6 ACLs for {who}: {who} may not ALTER" in refused.stderr
     assert "Run it as an admin principal" in refused.stderr
-
-
-def test_the_role_matrix_in_the_docs_is_the_one_kes_grants() -> None:
-    operations = (ROOT / "docs" / "operations.md").read_text(encoding="utf-8")
-    assert matrix_table() in operations
-    assert kes("acl", "roles").stdout.strip() == matrix_table()
 
 
 def test_no_secret_appears_in_a_log_line_or_in_cli_output(

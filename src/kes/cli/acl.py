@@ -109,6 +109,12 @@ def grant(
             f"  {g.resource_type} {g.name} ({g.pattern.lower()}): "
             f"{', '.join(g.operations)} - {g.why}"
         )
+    if role in ("reader", "projection", "pipeline") and not aggregate_types:
+        click.echo(
+            "note: every type of the namespace, request topics included (read-only): do not "
+            "also give this principal a writer role, or it could answer other writers' "
+            "callers; name the types (--aggregate-type) instead."
+        )
 
 
 @acl.command()
