@@ -11,6 +11,8 @@ from kes.kafka import acl
 from kes.kafka.acl import Args, Role
 from kes.store.kafka import KafkaConfig
 
+_made: set[tuple[str, str]] = set()  # users made in this run, per cluster
+
 
 def config_of(
     cluster: LocalCluster, user: str, base: KafkaConfig, *, tls: bool = False
@@ -38,7 +40,9 @@ def principal(
 ) -> KafkaConfig:
     """User ``user`` (created when new) granted ``role`` in ``base``'s namespace; its
     config. ``args``: the role's (aggregate_types=(...), group=...)."""
-    cluster.add_user(user)
+    if (cluster.data_dir, user) not in _made:
+        cluster.add_user(user)
+        _made.add((cluster.data_dir, user))
     if role is not None:
         admin = admin_config(cluster, base)
         acl.create(admin, f"User:{user}", acl.grants(admin, role, f"User:{user}", Args(**args)))

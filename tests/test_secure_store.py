@@ -24,12 +24,11 @@ CONTRACT_TYPES = ("User", "Account", "Order", "Item", "Feed")
 
 
 @pytest.fixture
-def writer_config(
-    secure_broker: LocalCluster, secure_base: KafkaConfig, unique: str
-) -> KafkaConfig:
+def writer_config(secure_broker: LocalCluster, secure_base: KafkaConfig) -> KafkaConfig:
     """A principal with nothing but the writer role of the contract's aggregate types."""
+    # One user for every test (made once); each test's namespace gets its own ACLs.
     return principal(
-        secure_broker, secure_base, f"w-{unique}", "writer", aggregate_types=CONTRACT_TYPES
+        secure_broker, secure_base, "contract-writer", "writer", aggregate_types=CONTRACT_TYPES
     )
 
 
