@@ -36,7 +36,7 @@ __all__ = [
     "security_failure",
 ]
 
-# Every security failure is reported within this bound (the promise: 10 s).
+# A security failure is reported within this bound (kes promises 10 s: docs/operations.md).
 CHECK_TIMEOUT_S = 8.0
 
 
