@@ -108,3 +108,13 @@ def test_the_role_matrix_in_the_docs_is_the_one_kes_grants() -> None:
     assert matrix_table() in operations
     result = CliRunner().invoke(cli, ["acl", "roles"])
     assert result.exit_code == 0 and result.output.strip() == matrix_table()
+
+
+def test_every_acl_and_user_command_has_help() -> None:
+    for args in (["acl"], ["acl", "grant"], ["acl", "revoke"], ["acl", "list"], ["acl", "roles"]):
+        result = CliRunner().invoke(cli, [*args, "--help"])
+        assert result.exit_code == 0 and "Usage:" in result.output, args
+    for args in (["broker", "user", "add"], ["broker", "start"]):
+        result = CliRunner().invoke(cli, [*args, "--help"])
+        assert result.exit_code == 0 and "Usage:" in result.output, args
+    assert "--secure" in CliRunner().invoke(cli, ["broker", "start", "--help"]).output
