@@ -39,6 +39,8 @@ stop-all: ## stop every broker and cluster the project started
 	-$(BIN)/kes broker stop --data-dir .kes/test-broker
 	-$(BIN)/kes broker stop --data-dir .kes/test-cluster3
 	-$(BIN)/kes broker stop --data-dir $(BENCH_CLUSTER3_DIR)
+	-$(BIN)/kes broker stop --data-dir .kes/test-secure
+	-$(BIN)/kes broker stop --data-dir .kes/test-secure3
 	-bash scripts/postgres.sh stop
 
 lint: venv ## ruff and mypy --strict

@@ -17,16 +17,27 @@ ROOT = Path(__file__).resolve().parent.parent
 # Below Linux's ephemeral range (32768-60999): a client connection can never hold them.
 TEST_BROKER_PORT = int(os.environ.get("KES_TEST_BROKER_PORT", "19092"))
 TEST_CLUSTER_PORT = int(os.environ.get("KES_TEST_CLUSTER_PORT", "19300"))
+# Secured clusters (kes broker start --secure): SASL_SSL on PORT+i, mTLS on +50, controllers
+# on +100.
+TEST_SECURE_PORT = int(os.environ.get("KES_TEST_SECURE_PORT", "19500"))
+TEST_SECURE_CLUSTER_PORT = int(os.environ.get("KES_TEST_SECURE_CLUSTER_PORT", "19700"))
 
 
-def _start(data_dir: Path, nodes: int, port: int) -> tuple[LocalCluster, bool]:
+def _start(
+    data_dir: Path, nodes: int, port: int, secure: bool = False
+) -> tuple[LocalCluster, bool]:
     """A running cluster in ``data_dir``; True when this call started it."""
     cluster = LocalCluster.load(data_dir)
     if cluster is not None and len(cluster.running()) == len(cluster.nodes):
         cluster.wait_ready(60)
         return cluster, False
-    if cluster is None or len(cluster.nodes) != nodes or cluster.nodes[0].port != port:
-        cluster = LocalCluster.plan(data_dir, nodes=nodes, port=port)
+    if (
+        cluster is None
+        or len(cluster.nodes) != nodes
+        or cluster.nodes[0].port != port
+        or cluster.secure != secure
+    ):
+        cluster = LocalCluster.plan(data_dir, nodes=nodes, port=port, secure=secure)
     cluster.start()
     return cluster, True
 
@@ -51,6 +62,26 @@ def cluster3() -> Iterator[LocalCluster]:
         cluster.stop()
 
 
+@pytest.fixture(scope="session")
+def secure_broker() -> Iterator[LocalCluster]:
+    """One secured node: SASL_SSL (SCRAM-SHA-512) and mTLS, ACLs enforced."""
+    cluster, started = _start(ROOT / ".kes" / "test-secure", 1, TEST_SECURE_PORT, secure=True)
+    yield cluster
+    if started or os.environ.get("CI"):
+        cluster.stop()
+
+
+@pytest.fixture(scope="session")
+def secure_cluster3() -> Iterator[LocalCluster]:
+    """Three secured nodes (RF 3, min ISR 2)."""
+    cluster, started = _start(
+        ROOT / ".kes" / "test-secure3", 3, TEST_SECURE_CLUSTER_PORT, secure=True
+    )
+    yield cluster
+    if started or os.environ.get("CI"):
+        cluster.stop()
+
+
 @pytest.fixture
 def unique() -> str:
     """A short unique name for topics and groups of one test."""
@@ -61,6 +92,20 @@ def unique() -> str:
 def kafka_config(bootstrap_servers: str, unique: str, tmp_path: Path) -> KafkaConfig:
     return KafkaConfig(
         bootstrap_servers=bootstrap_servers,
+        namespace=unique,
+        index_dir=str(tmp_path / "index"),
+        partitions=4,
+        session_timeout_ms=6000,
+        request_timeout_s=20,
+    )
+
+
+@pytest.fixture
+def secure_base(secure_broker: LocalCluster, unique: str, tmp_path: Path) -> KafkaConfig:
+    """``kafka_config`` on the secured broker, as nobody yet (tests.secure_support makes
+    principals of it)."""
+    return KafkaConfig(
+        bootstrap_servers=secure_broker.bootstrap_servers,
         namespace=unique,
         index_dir=str(tmp_path / "index"),
         partitions=4,

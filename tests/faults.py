@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import os
 import subprocess
 import sys
 import time
@@ -43,7 +44,7 @@ def spawn_appender(
     type_: str = "Race",
     pause_in_commit: Path | None = None,
 ) -> subprocess.Popen[bytes]:
-    fields = asdict(config)
+    fields, env = worker_args(config)
     fields["member_name"] = f"appender-{uuid.uuid4().hex[:6]}"
     if index_dir is not None:
         fields["index_dir"] = index_dir
@@ -71,7 +72,26 @@ def spawn_appender(
     if pause_in_commit is not None:
         cmd += ["--pause-in-commit", str(pause_in_commit)]
     root = Path(__file__).resolve().parent.parent
-    return subprocess.Popen(cmd, cwd=root)
+    return subprocess.Popen(cmd, cwd=root, env=env)
+
+
+def worker_args(config: KafkaConfig) -> tuple[dict[str, Any], dict[str, str]]:
+    """A worker process's KafkaConfig fields (for its command line) and environment: the
+    security settings travel in the environment as KES_KAFKA_*, never on a command line
+    (``ps`` shows it). Workers read them back with :func:`client_from_env`."""
+    fields = asdict(config)
+    client = fields.pop("client")
+    env = {k: v for k, v in os.environ.items() if not k.startswith("KES_KAFKA_")}
+    env.update({f"KES_KAFKA_{k.upper().replace('.', '_')}": str(v) for k, v in client.items()})
+    return fields, env
+
+
+def client_from_env() -> dict[str, Any]:
+    return {
+        k[len("KES_KAFKA_") :].lower().replace("_", "."): v
+        for k, v in os.environ.items()
+        if k.startswith("KES_KAFKA_")
+    }
 
 
 def wait_for(path: Path, timeout: float = 90) -> dict[str, Any]:
@@ -117,12 +137,18 @@ class Record:
 
 
 def read_topic(
-    bootstrap: str, topic: str, partitions: int | None = None, seconds: float = 60
+    bootstrap: str,
+    topic: str,
+    partitions: int | None = None,
+    seconds: float = 60,
+    conf: dict[str, Any] | None = None,
 ) -> list[Record]:
     """Every committed record of ``topic`` (its first ``partitions``, default all), in offset
-    order per partition, by a plain read_committed consumer (no kes code involved)."""
+    order per partition, by a plain read_committed consumer (no kes code involved);
+    ``conf``: security settings (a secured cluster's admin)."""
     consumer = Consumer(
         {
+            **(conf or {}),
             "bootstrap.servers": bootstrap,
             "group.id": f"reader-{time.monotonic_ns()}",
             "isolation.level": "read_committed",
@@ -155,9 +181,11 @@ def read_topic(
         consumer.close()
 
 
-def read_log(bootstrap_servers: str, topic: str, partitions: int) -> list[dict[str, Any]]:
+def read_log(
+    bootstrap_servers: str, topic: str, partitions: int, conf: dict[str, Any] | None = None
+) -> list[dict[str, Any]]:
     """The envelopes of ``topic`` as dicts, with ``_partition``, ``_offset`` and ``_key``."""
-    records = read_topic(bootstrap_servers, topic, partitions, seconds=120)
+    records = read_topic(bootstrap_servers, topic, partitions, seconds=120, conf=conf)
     assert all(r.key is not None for r in records), f"a record of {topic} has no key"
     return [
         {

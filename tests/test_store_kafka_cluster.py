@@ -8,6 +8,7 @@ import threading
 import time
 import uuid
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -28,6 +29,15 @@ def test_broker_crash_during_appends_loses_no_acknowledged_event(
         partitions=6,
         index_dir=str(tmp_path / "idx"),
     )
+    appends_through_a_broker_crash(cluster3, config)
+
+
+def appends_through_a_broker_crash(
+    cluster3: LocalCluster, config: KafkaConfig, log_conf: dict[str, Any] | None = None
+) -> None:
+    """8 threads append with expected versions while node 3 is killed and restarted; then
+    the log, read by a plain consumer (with ``log_conf``'s security settings), holds every
+    acknowledged event, in gapless streams, replicated 3 times."""
     result = Outcomes()
     lock = threading.Lock()
     stop = threading.Event()
@@ -82,7 +92,9 @@ def test_broker_crash_during_appends_loses_no_acknowledged_event(
     info = store.topics.describe(config.topic("Race"))
     assert info is not None and info.replication_factor == 3
     assert info.configs["min.insync.replicas"] == "2"
-    records = read_log(config.bootstrap_servers, config.topic("Race"), config.partitions)
+    records = read_log(
+        config.bootstrap_servers, config.topic("Race"), config.partitions, conf=log_conf
+    )
     check_streams(records)
     check_acknowledged(records, result)
     # Started after the crash and acknowledged before the node came back.

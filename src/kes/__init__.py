@@ -26,6 +26,7 @@ from kes.envelope import Envelope, NewEvent, Position, RecordedEvent
 from kes.errors import (
     AccessDeniedError,
     AggregateNotFoundError,
+    AuthenticationError,
     ConcurrencyError,
     EventTooLargeError,
     FencedError,
@@ -84,6 +85,7 @@ __all__ = [
     "AggregateNotFoundError",
     "AppendResult",
     "Application",
+    "AuthenticationError",
     "ConcurrencyError",
     "DataSubject",
     "DomainError",

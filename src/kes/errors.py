@@ -15,7 +15,10 @@ Grouped by what the caller can do about it::
     │   └── StoreUnavailableError         Kafka did not answer, or no owner did, in time
     │       ├── NotOwnerError             the partition moved to another process
     │       └── FencedError               a newer owner took over; this write was aborted
-    ├── AccessDeniedError                 the Kafka principal lacks a permission (ACL)
+    ├── AccessDeniedError                 the Kafka principal lacks a permission (ACL): names
+    │   │                                 principal, resource, operation and the fix
+    │   └── AuthenticationError           Kafka did not accept who we are (password, user,
+    │                                     certificate, security protocol); within seconds
     ├── TopicConfigError                  a topic's settings would lose or misplace events
     ├── DomainError (kes.domain)          raised by aggregates' own rules
     │   └── UnknownEventError, VersionGapError
@@ -151,9 +154,34 @@ class FencedError(StoreUnavailableError):
 
 
 class AccessDeniedError(KesError):
-    """Kafka refused an operation: the principal lacks a permission (ACL)."""
+    """Kafka refused an operation: the principal lacks a permission (ACL). Nothing was
+    written. ``principal``, ``resource`` (e.g. ``Topic:kes.events.User``), ``operation``
+    (e.g. ``WRITE``) and ``grant`` (the ``kes acl grant`` command that gives the right)
+    are set when known."""
 
     code = "access_denied"
+
+    def __init__(
+        self,
+        message: str,
+        *,
+        principal: str = "",
+        resource: str = "",
+        operation: str = "",
+        grant: str = "",
+    ) -> None:
+        super().__init__(message)
+        self.principal = principal
+        self.resource = resource
+        self.operation = operation
+        self.grant = grant
+
+
+class AuthenticationError(AccessDeniedError):
+    """Kafka did not accept who the client is: unknown user, wrong password, untrusted
+    certificate, or a security protocol the listener does not speak. Nothing was done."""
+
+    code = "authentication"
 
 
 class TopicConfigError(KesError):
@@ -181,6 +209,7 @@ _BY_CODE: dict[str, type[KesError]] = {
         NotOwnerError,
         FencedError,
         AccessDeniedError,
+        AuthenticationError,
         TopicConfigError,
     )
 }

@@ -17,6 +17,7 @@ import uuid
 from kes import ConcurrencyError, KesError, NewEvent
 from kes.partitioning import partition_for
 from kes.store.kafka import KafkaConfig, KafkaEventStore
+from tests.faults import client_from_env
 
 
 def main() -> None:
@@ -39,7 +40,7 @@ def main() -> None:
     if args.pause_in_commit:
         pause_in_commit(args.pause_in_commit)
 
-    config = KafkaConfig(**json.loads(args.config))
+    config = KafkaConfig(**json.loads(args.config), client=client_from_env())
     store = KafkaEventStore(config)
     owned = store.owned_partitions(args.type)
     names = [f"agg-{i}" for i in range(args.aggregates)]

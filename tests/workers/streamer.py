@@ -13,6 +13,7 @@ import signal
 from kes.store.kafka import KafkaConfig
 from kes.streams import Pipeline
 from kes.streams.runner import load_pipeline
+from tests.faults import client_from_env
 
 
 def main() -> None:
@@ -26,7 +27,9 @@ def main() -> None:
     logging.basicConfig(level=logging.WARNING, format="%(asctime)s %(name)s %(message)s")
     template = load_pipeline(args.pipeline)
     pipeline = Pipeline(args.name, template.build, aggregates=template.aggregates)
-    config = KafkaConfig(**json.loads(args.config))
+    fields = json.loads(args.config)
+    fields.setdefault("client", client_from_env())  # secured: settings in the environment
+    config = KafkaConfig(**fields)
     # Only to check that the tests catch what exactly-once prevents (see test_streams.py).
     guarantee = os.environ.get("KES_TEST_STREAM_GUARANTEE", "exactly-once")
     streams = pipeline.application(config, state_dir=args.state_dir, processing_guarantee=guarantee)

@@ -21,10 +21,12 @@ from pathlib import Path
 
 from kes.broker.errors import BrokerError
 from kes.broker.jars import java_executable, libs_dir
+from kes.broker.security import ADMIN, Secrets, UserFiles, listener_properties
 
 DEFAULT_PORT = 9092
 DEFAULT_DATA_DIR = ".kes/broker"
 CONTROLLER_PORT_OFFSET = 100
+TLS_PORT_OFFSET = 50  # a secured node's mTLS listener
 STATE_FILE = "cluster.json"
 
 
@@ -35,10 +37,15 @@ class Node:
     controller_port: int
     dir: str
     pid: int | None = None
+    tls_port: int | None = None  # secured clusters: the mTLS listener
 
     @property
     def bootstrap(self) -> str:
         return f"127.0.0.1:{self.port}"
+
+    @property
+    def ports(self) -> list[int]:
+        return [p for p in (self.port, self.tls_port, self.controller_port) if p is not None]
 
     def is_running(self) -> bool:
         if self.pid is not None and _pid_alive(self.pid):
@@ -59,6 +66,7 @@ class LocalCluster:
     # Broker settings on top of kes's (for tests, e.g. a fast log cleaner); kept in
     # cluster.json so a restart keeps them.
     properties: dict[str, str] = field(default_factory=dict)
+    secure: bool = False  # SASL_SSL + mTLS listeners, ACLs enforced (kes.broker.security)
 
     # ---- construction -------------------------------------------------------
 
@@ -78,6 +86,7 @@ class LocalCluster:
         nodes: int = 1,
         port: int = DEFAULT_PORT,
         properties: dict[str, str] | None = None,
+        secure: bool = False,
     ) -> LocalCluster:
         if nodes not in (1, 3):
             raise BrokerError(f"--nodes must be 1 or 3, got {nodes}.")
@@ -86,12 +95,14 @@ class LocalCluster:
             data_dir=str(root),
             properties=dict(properties or {}),
             cluster_id=_new_cluster_id(),
+            secure=secure,
             nodes=[
                 Node(
                     node_id=i + 1,
                     port=port + i,
                     controller_port=port + CONTROLLER_PORT_OFFSET + i,
                     dir=str(root / f"node-{i + 1}"),
+                    tls_port=port + TLS_PORT_OFFSET + i if secure else None,
                 )
                 for i in range(nodes)
             ],
@@ -99,7 +110,47 @@ class LocalCluster:
 
     @property
     def bootstrap_servers(self) -> str:
+        """Where clients connect: PLAINTEXT, or SASL_SSL (SCRAM-SHA-512) when secure."""
         return ",".join(n.bootstrap for n in self.nodes)
+
+    @property
+    def tls_bootstrap_servers(self) -> str:
+        """A secured cluster's mTLS listeners (clients authenticate by certificate)."""
+        return ",".join(f"127.0.0.1:{n.tls_port}" for n in self.nodes if n.tls_port)
+
+    @property
+    def secrets(self) -> Secrets:
+        return Secrets(self.data_dir)
+
+    def admin_conf(self) -> dict[str, str]:
+        """librdkafka settings of the admin principal (SASL_SSL), with the servers."""
+        if not self.secure:
+            return {"bootstrap.servers": self.bootstrap_servers}
+        return self.secrets.sasl_conf(ADMIN)
+
+    def add_user(self, name: str) -> UserFiles:
+        """Create (or renew the files of) a SCRAM user with a client certificate; returns
+        where its settings are. The user has no rights until ACLs grant them."""
+        if not self.secure:
+            raise BrokerError(
+                f"the cluster in {self.data_dir} is not secured (started without --secure): "
+                "it has no users."
+            )
+        from kes.kafka.security import register_scram_user
+
+        files, password = self.secrets.ensure_user_files(
+            name, self.bootstrap_servers, self.tls_bootstrap_servers
+        )
+        register_scram_user(
+            self._bootstrap_admin_conf(), name, password, [n.bootstrap for n in self.running()]
+        )
+        return files
+
+    def _bootstrap_admin_conf(self) -> dict[str, str]:
+        """The admin over mTLS: works before any SCRAM credential exists."""
+        if not self.secure:
+            return {"bootstrap.servers": self.bootstrap_servers}
+        return {"bootstrap.servers": self.tls_bootstrap_servers, **self.secrets.tls_conf(ADMIN)}
 
     def node(self, node_id: int) -> Node:
         for n in self.nodes:
@@ -127,14 +178,18 @@ class LocalCluster:
         for n in self.nodes:
             if n.is_running():
                 continue
-            for p in (n.port, n.controller_port):
+            for p in n.ports:
                 _check_port_free(p)
+        if self.secure:
+            self._ensure_secrets()
         try:
             for n in self.nodes:
                 if not n.is_running():
                     self._launch(n, java, libs)
             self.save()
             self.wait_ready(timeout)
+            if self.secure:
+                self.add_user(ADMIN)
         except BaseException:
             self._kill_all()
             self.save()
@@ -144,7 +199,7 @@ class LocalCluster:
         n = self.node(node_id)
         if n.is_running():
             self.stop_node(n)
-        for p in (n.port, n.controller_port):
+        for p in n.ports:
             _check_port_free(p)
         self._launch(n, java_executable(), libs_dir())
         self.save()
@@ -191,12 +246,12 @@ class LocalCluster:
 
     def wait_ready(self, timeout: float = 120.0) -> None:
         """Block until every running node is in the cluster metadata."""
-        from kes.kafka.clients import admin_at
+        from kes.kafka.clients import admin_with
 
         for n in self.nodes:
             n.is_running()  # refresh pids: another process may have restarted a node
         expected = {n.node_id for n in self.nodes if n.pid is not None}
-        admin = admin_at(self.bootstrap_servers, log_level=0)
+        admin = admin_with(self._bootstrap_admin_conf(), log_level=0)
         deadline = time.monotonic() + timeout
         seen: set[int] = set()
         while time.monotonic() < deadline:
@@ -237,15 +292,27 @@ class LocalCluster:
         rf = min(3, count)
         min_isr = 1 if count == 1 else 2
         voters = ",".join(f"{m.node_id}@127.0.0.1:{m.controller_port}" for m in self.nodes)
+        controller = f"CONTROLLER://127.0.0.1:{n.controller_port}"
+        if self.secure:
+            # Every listener is authenticated, the controller's too (by the nodes'
+            # certificates): a PLAINTEXT controller listener would let anyone on the host
+            # act as ANONYMOUS, which would then have to be a super user.
+            public = f"SASL_SSL://127.0.0.1:{n.port},MTLS://127.0.0.1:{n.tls_port}"
+            security = listener_properties(self.secrets, n.node_id)
+        else:
+            public = f"PLAINTEXT://127.0.0.1:{n.port}"
+            security = {
+                "inter.broker.listener.name": "PLAINTEXT",
+                "listener.security.protocol.map": "PLAINTEXT:PLAINTEXT,CONTROLLER:PLAINTEXT",
+            }
         props = {
             "process.roles": "broker,controller",
             "node.id": n.node_id,
             "controller.quorum.voters": voters,
-            "listeners": f"PLAINTEXT://127.0.0.1:{n.port},CONTROLLER://127.0.0.1:{n.controller_port}",
-            "advertised.listeners": f"PLAINTEXT://127.0.0.1:{n.port}",
+            "listeners": f"{public},{controller}",
+            "advertised.listeners": public,
             "controller.listener.names": "CONTROLLER",
-            "inter.broker.listener.name": "PLAINTEXT",
-            "listener.security.protocol.map": "PLAINTEXT:PLAINTEXT,CONTROLLER:PLAINTEXT",
+            **security,
             "log.dirs": str(Path(n.dir) / "data"),
             # An event store never wants a topic created by a typo, nor an out-of-sync leader.
             "auto.create.topics.enable": "false",
@@ -276,6 +343,12 @@ class LocalCluster:
             **self.properties,
         }
         return "".join(f"{k}={v}\n" for k, v in props.items())
+
+    def _ensure_secrets(self) -> None:
+        """The CA, each node's certificate and the admin's files (made once, kept)."""
+        for n in self.nodes:
+            self.secrets.ensure_node(n.node_id)
+        self.secrets.ensure_user_files(ADMIN, self.bootstrap_servers, self.tls_bootstrap_servers)
 
     def _launch(self, n: Node, java: str, libs: Path) -> None:
         node_dir = Path(n.dir)

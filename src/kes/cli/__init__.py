@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import click
 
+from kes.cli.acl import acl
 from kes.cli.broker import broker
 from kes.cli.dlq import dlq
 from kes.cli.forget import forget
@@ -22,6 +23,7 @@ def cli() -> None:
 
 
 cli.add_command(broker)
+cli.add_command(acl)
 cli.add_command(topics)
 cli.add_command(events)
 cli.add_command(index)

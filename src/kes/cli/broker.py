@@ -13,6 +13,7 @@ from rich.table import Table
 from kes.broker import DEFAULT_DATA_DIR, DEFAULT_PORT, LocalCluster
 from kes.broker.cluster import STATE_FILE
 from kes.broker.errors import BrokerError
+from kes.broker.security import ADMIN, MECHANISM
 
 
 def find_data_dir(start: Path | None = None) -> str:
@@ -70,10 +71,24 @@ def broker() -> None:
     show_default=True,
     help="Broker port of node 1; node i listens on PORT+i-1 (controllers on +100).",
 )
+@click.option(
+    "--secure",
+    is_flag=True,
+    help="SASL_SSL (SCRAM-SHA-512) on PORT+i-1 and mTLS on PORT+50+i-1, a private CA, "
+    "ACLs enforced (nobody may do anything without one), an admin principal; writes the "
+    "admin's client settings under DATA_DIR/secure/users/.",
+)
 @data_dir_option
-def start(nodes: str, port: int, data_dir: str) -> None:
+def start(nodes: str, port: int, secure: bool, data_dir: str) -> None:
     """Start Kafka in KRaft mode and wait until it answers metadata requests."""
     cluster = LocalCluster.load(data_dir)
+    if cluster is not None and cluster.secure != secure:
+        state = "a secured" if cluster.secure else "an unsecured"
+        raise BrokerError(
+            f"{data_dir} holds {state} cluster; start it "
+            f"{'with' if cluster.secure else 'without'} --secure, or use another --data-dir "
+            "(or delete the folder) for a new one."
+        )
     if cluster is not None and cluster.running():
         if len(cluster.running()) == len(cluster.nodes):
             cluster.wait_ready(timeout=60)
@@ -81,6 +96,8 @@ def start(nodes: str, port: int, data_dir: str) -> None:
                 f"Kafka is already running ({len(cluster.nodes)} node(s)): "
                 f"{cluster.bootstrap_servers}"
             )
+            if cluster.secure:
+                _echo_secured(cluster)
             return
         cluster.start()
     else:
@@ -91,13 +108,29 @@ def start(nodes: str, port: int, data_dir: str) -> None:
                     f"{cluster.nodes[0].port}; start it with those settings, or use another "
                     "--data-dir (or delete the folder) for a new one."
                 )
-            cluster = LocalCluster.plan(data_dir, nodes=int(nodes), port=port)
+            cluster = LocalCluster.plan(data_dir, nodes=int(nodes), port=port, secure=secure)
         cluster.start()
     click.echo(
         f"Kafka is up ({len(cluster.nodes)} node(s)). bootstrap servers: "
         f"{cluster.bootstrap_servers}"
     )
-    click.echo(f"export KES_BOOTSTRAP_SERVERS={cluster.bootstrap_servers}")
+    if cluster.secure:
+        _echo_secured(cluster)
+    else:
+        click.echo(f"export KES_BOOTSTRAP_SERVERS={cluster.bootstrap_servers}")
+
+
+def _echo_secured(cluster: LocalCluster) -> None:
+    """Where the admin's settings are; never the secrets themselves."""
+    admin = cluster.secrets.user(ADMIN)
+    click.echo(
+        f"secured: SASL_SSL with {MECHANISM} on {cluster.bootstrap_servers}, mTLS on "
+        f"{cluster.tls_bootstrap_servers}; ACLs enforced (no ACL: no access); CA "
+        f"{cluster.secrets.ca}"
+    )
+    click.echo(f"admin principal User:{ADMIN}: settings in {admin.properties}")
+    click.echo(f"source {admin.env}   # the same as KES_* variables")
+    click.echo("add users with `kes broker user add NAME`, rights with `kes acl grant`.")
 
 
 @broker.command()
@@ -145,6 +178,7 @@ def status(data_dir: str, as_json: bool) -> None:
                 "state": "up" if n.is_running() else "down",
                 "pid": n.pid if n.is_running() else None,
                 "port": n.port,
+                "tls_port": n.tls_port,
                 "controller_port": n.controller_port,
                 "dir": n.dir,
             }
@@ -152,11 +186,23 @@ def status(data_dir: str, as_json: bool) -> None:
         ]
     )
     if as_json:
+        security: dict[str, Any] | None = None
+        if cluster is not None and cluster.secure:
+            admin = cluster.secrets.user(ADMIN)
+            security = {
+                "sasl_ssl": cluster.bootstrap_servers,
+                "mtls": cluster.tls_bootstrap_servers,
+                "mechanism": MECHANISM,
+                "ca": str(cluster.secrets.ca),
+                "admin_properties": str(admin.properties),
+                "admin_env": str(admin.env),
+            }
         click.echo(
             json.dumps(
                 {
                     "data_dir": data_dir,
                     "bootstrap_servers": cluster.bootstrap_servers if cluster else None,
+                    "secure": security,
                     "nodes": rows,
                 },
                 indent=2,
@@ -170,9 +216,30 @@ def status(data_dir: str, as_json: bool) -> None:
             "put it, or start one."
         )
         return
-    table = Table(title=f"Kafka in {data_dir}")
-    for col in ("node", "state", "pid", "port", "controller_port", "dir"):
+    assert cluster is not None
+    table = Table(title=f"Kafka in {data_dir}" + (" (secured)" if cluster.secure else ""))
+    for col in ("node", "state", "pid", "port", "tls_port", "controller_port", "dir"):
         table.add_column(col)
     for r in rows:
         table.add_row(*("-" if v is None else str(v) for v in r.values()))
     Console().print(table)
+    if cluster.secure:
+        _echo_secured(cluster)
+
+
+@broker.group()
+def user() -> None:
+    """Users of a secured local cluster (SCRAM-SHA-512 password and client certificate)."""
+
+
+@user.command("add")
+@click.argument("name")
+@data_dir_option
+def user_add(name: str, data_dir: str) -> None:
+    """Create user NAME (principal User:NAME) with a random password and a certificate
+    signed by the cluster's CA; print where its client settings are. It may do nothing
+    until `kes acl grant` gives it a role."""
+    files = _existing(data_dir).add_user(name)
+    click.echo(f"principal User:{name}")
+    click.echo(f"SASL_SSL settings: {files.properties}  (source {files.env})")
+    click.echo(f"mTLS settings: source {files.tls_env}  (certificate {files.certificate})")

@@ -7,7 +7,6 @@ needs: read_committed consumers, idempotent acks=all producers, Java's partition
 from __future__ import annotations
 
 import threading
-import uuid
 from typing import Any
 
 from confluent_kafka import Consumer, Producer
@@ -18,7 +17,7 @@ from kes.kafka.errors import kafka_errors
 
 __all__ = [
     "admin",
-    "admin_at",
+    "admin_with",
     "base_conf",
     "group_consumer",
     "group_consumer_conf",
@@ -45,7 +44,7 @@ def reader_conf(config: KafkaConfig, **extra: Any) -> dict[str, Any]:
     conf = base_conf(config)
     conf.update(
         {
-            "group.id": f"kes-reader-{uuid.uuid4().hex}",  # required, never joined
+            "group.id": config.reader_group(),  # required, never joined
             "enable.auto.commit": False,
             "enable.auto.offset.store": False,
             "isolation.level": "read_committed",
@@ -150,11 +149,19 @@ def producer(config: KafkaConfig, **extra: Any) -> Producer:
 
 
 def admin(config: KafkaConfig) -> AdminClient:
+    """An admin client, after the connection check: every kes subsystem starts by making
+    one (kes.kafka.topics.Topics), so a wrong password, an unknown user, an untrusted
+    certificate or a mismatched security protocol fails it within seconds, as an
+    AuthenticationError, instead of leaving librdkafka to retry forever."""
+    from kes.kafka.security import check_connection, principal_label
+
+    check_connection(config.bootstrap_servers, config.client, principal_label(config))
     with kafka_errors(f"connecting an admin client to {config.bootstrap_servers}"):
         return AdminClient(base_conf(config))
 
 
-def admin_at(bootstrap_servers: str, **extra: Any) -> AdminClient:
-    """An admin client for a bare address (the local broker tool, before any config)."""
-    with kafka_errors(f"connecting an admin client to {bootstrap_servers}"):
-        return AdminClient({"bootstrap.servers": bootstrap_servers, **extra})
+def admin_with(conf: dict[str, Any], **extra: Any) -> AdminClient:
+    """An admin client from bare librdkafka settings (the local broker tool, before any
+    KafkaConfig, and the connection check)."""
+    with kafka_errors(f"connecting an admin client to {conf.get('bootstrap.servers')}"):
+        return AdminClient({**conf, **extra})

@@ -35,6 +35,32 @@ def _default_member_name() -> str:
     return f"{socket.gethostname()}-{os.getpid()}-{uuid.uuid4().hex[:6]}"
 
 
+_TAG_CHARS = re.compile(r"[^A-Za-z0-9_-]")
+
+
+def principal_tag(name: str) -> str:
+    """A principal's name as a part of a Kafka resource name (letters, digits, '_' and
+    '-'; anything else becomes '_'). kes names the resources each process makes for
+    itself with it, and ``kes acl grant`` gives each principal the names with its own tag."""
+    return _TAG_CHARS.sub("_", name.removeprefix("User:"))
+
+
+def _common_name(path: str) -> str | None:
+    """The subject common name of a PEM certificate (None without ``cryptography``)."""
+    try:
+        from cryptography import x509
+        from cryptography.x509.oid import NameOID
+    except ImportError:  # pragma: no cover - an optional dependency
+        return None
+    try:
+        with open(path, "rb") as f:
+            cert = x509.load_pem_x509_certificate(f.read())
+    except (OSError, ValueError):
+        return None
+    names = cert.subject.get_attributes_for_oid(NameOID.COMMON_NAME)
+    return str(names[0].value) if names else None
+
+
 def namespace_of(topic_prefix: str) -> str:
     """The namespace a bare ``topic_prefix`` implies: ``"a."`` -> ``a``,
     ``"shop.events."`` -> ``shop``, ``""`` -> ``kes``."""
@@ -58,7 +84,8 @@ class KafkaConfig:
     """
 
     bootstrap_servers: str = "127.0.0.1:9092"
-    client: dict[str, Any] = field(default_factory=dict)
+    # Never in repr(): it holds passwords and key paths.
+    client: dict[str, Any] = field(default_factory=dict, repr=False)
     namespace: str | None = None  # None: from topic_prefix, else "kes"
     topic_prefix: str | None = None  # None: "<namespace>.events."
     partitions: int = 12
@@ -76,6 +103,9 @@ class KafkaConfig:
     index_checkpoint_every: int = 50_000  # events between index snapshots on disk
     recent_event_ids: int = 20_000  # per partition: repeated appends within it are no-ops
     member_name: str = field(default_factory=_default_member_name)
+    # ``User:<name>`` this process authenticates as; None: the SASL user or the client
+    # certificate's common name (kes.kafka.security.principal_name).
+    principal: str | None = None
 
     def __post_init__(self) -> None:
         if not self.bootstrap_servers:
@@ -102,12 +132,24 @@ class KafkaConfig:
         ``KES_BOOTSTRAP_SERVERS``, ``KES_NAMESPACE``, ``KES_TOPIC_PREFIX``,
         ``KES_PARTITIONS``, ``KES_REPLICATION_FACTOR``, ``KES_ROLE`` (writer|client),
         ``KES_INSTANCE_ID``, ``KES_INDEX_DIR``, ``KES_SESSION_TIMEOUT_MS``,
-        ``KES_TRANSACTION_TIMEOUT_MS``, ``KES_REQUEST_TIMEOUT_S``, and
-        ``KES_KAFKA_<SETTING>`` passed to confluent-kafka as ``<setting>`` (e.g.
-        ``KES_KAFKA_SECURITY_PROTOCOL=SASL_SSL`` -> ``security.protocol``).
+        ``KES_TRANSACTION_TIMEOUT_MS``, ``KES_REQUEST_TIMEOUT_S``, ``KES_PRINCIPAL``
+        (``User:<name>``, when kes cannot tell it from the SASL user or the client
+        certificate), and ``KES_KAFKA_<SETTING>`` passed to confluent-kafka as
+        ``<setting>`` (e.g. ``KES_KAFKA_SECURITY_PROTOCOL=SASL_SSL`` ->
+        ``security.protocol``). ``KES_CLIENT_PROPERTIES`` names a file of librdkafka
+        ``key=value`` settings (secrets need not be in the environment, e.g. the one
+        ``kes broker start --secure`` writes); ``KES_KAFKA_*`` win over it, and its
+        ``bootstrap.servers`` is used when ``KES_BOOTSTRAP_SERVERS`` is not set.
         """
         env = os.environ if environ is None else environ
         values: dict[str, Any] = {}
+        client: dict[str, Any] = {}
+        properties = env.get("KES_CLIENT_PROPERTIES")
+        if properties:
+            client = read_properties(properties)
+            servers = client.pop("bootstrap.servers", None)
+            if servers:
+                values["bootstrap_servers"] = servers
         for name, key, kind in _ENV:
             raw = env.get(name)
             if raw is None or raw == "":
@@ -118,15 +160,41 @@ class KafkaConfig:
                 raise InvalidInputError(
                     f"{name}={raw!r} is not a valid {kind.__name__}; fix or unset it."
                 ) from None
-        client = {
-            k[len("KES_KAFKA_") :].lower().replace("_", "."): v
-            for k, v in env.items()
-            if k.startswith("KES_KAFKA_")
-        }
+        client.update(
+            {
+                k[len("KES_KAFKA_") :].lower().replace("_", "."): v
+                for k, v in env.items()
+                if k.startswith("KES_KAFKA_")
+            }
+        )
         if client:
             values["client"] = client
         values.update({k: v for k, v in overrides.items() if v is not None})
         return cls(**values)
+
+    # ---- who (kes.kafka.security) ---------------------------------------------------
+
+    @property
+    def principal_name(self) -> str | None:
+        """The name of the principal this configuration authenticates as (``User:<name>``),
+        when kes can tell: ``principal`` (``KES_PRINCIPAL``), else the SASL user name,
+        else the client certificate's common name (the mapping rule of ``kes broker``;
+        set ``KES_PRINCIPAL`` where a cluster maps certificates otherwise). None for an
+        anonymous (PLAINTEXT) client."""
+        if self.principal:
+            return self.principal.removeprefix("User:")
+        user = self.client.get("sasl.username")
+        if user:
+            return str(user)
+        cert = self.client.get("ssl.certificate.location")
+        return _common_name(str(cert)) if cert else None
+
+    @property
+    def _own(self) -> str:
+        """``<principal tag>.`` when the principal is known: the part of the names of a
+        process's own resources that ACLs give to that principal alone."""
+        name = self.principal_name
+        return f"{principal_tag(name)}." if name else ""
 
     # ---- names (the catalogue in kes.kafka.topics lists them all) --------------------
 
@@ -158,12 +226,27 @@ class KafkaConfig:
 
     def writer_transactional_id(self) -> str:
         """One per writer process; stable across restarts when ``instance_id`` is set, so
-        that a restarted writer aborts what its previous incarnation left open."""
-        return f"{self.ns}.writer.{self.instance_id or self.member_name}"
+        that a restarted writer aborts what its previous incarnation left open. Carries
+        the principal's tag when known, so that a principal can be allowed its own
+        writers' ids and no other (nobody else can fence them)."""
+        return f"{self.ns}.writer.{self._own}{self.instance_id or self.member_name}"
+
+    def reader_group(self) -> str:
+        """A group id for a consumer that only assigns partitions (librdkafka needs one and
+        looks up its coordinator, which needs DESCRIBE on it): never joined, unique, and
+        with the principal's tag so that one prefixed ACL covers them all."""
+        return f"{self.ns}.reader.{self._own}{uuid.uuid4().hex}"
 
     def reply_topic(self) -> str:
-        """Where this process receives the answers to what it forwarded."""
-        return f"{self.ns}.replies.{self.member_name}"
+        """Where this process receives the answers to what it forwarded (with the
+        principal's tag when known: only that principal may read or delete it)."""
+        return f"{self.ns}.replies.{self._own}{self.member_name}"
+
+    @property
+    def replies_prefix(self) -> str:
+        """What every reply topic of the namespace starts with: an owner answers only to
+        topics named so, whatever a request claims."""
+        return f"{self.ns}.replies."
 
     def snapshot_topic(self) -> str:
         """The compacted topic of every aggregate type's snapshots."""
@@ -213,6 +296,24 @@ class KafkaConfig:
 
 REQUEST_SUFFIX = ".requests"
 
+
+def read_properties(path: str) -> dict[str, str]:
+    """``key=value`` lines (``#`` comments) of a client properties file."""
+    try:
+        with open(path, encoding="utf-8") as f:
+            lines = f.read().splitlines()
+    except OSError as exc:
+        raise InvalidInputError(
+            f"KES_CLIENT_PROPERTIES={path}: cannot read it ({exc.strerror}); fix or unset it."
+        ) from None
+    out = {}
+    for line in lines:
+        key, sep, value = line.strip().partition("=")
+        if sep and not key.startswith(("#", "!")):
+            out[key.strip()] = value.strip()
+    return out
+
+
 _ENV: tuple[tuple[str, str, type], ...] = (
     ("KES_BOOTSTRAP_SERVERS", "bootstrap_servers", str),
     ("KES_NAMESPACE", "namespace", str),
@@ -225,4 +326,5 @@ _ENV: tuple[tuple[str, str, type], ...] = (
     ("KES_SESSION_TIMEOUT_MS", "session_timeout_ms", int),
     ("KES_TRANSACTION_TIMEOUT_MS", "transaction_timeout_ms", int),
     ("KES_REQUEST_TIMEOUT_S", "request_timeout_s", float),
+    ("KES_PRINCIPAL", "principal", str),
 )

@@ -16,17 +16,18 @@ from contextlib import contextmanager
 from confluent_kafka import KafkaError, KafkaException
 
 from kes.errors import AccessDeniedError, KesError, Outcome, StoreUnavailableError
+from kes.kafka.refusals import Need, denied
 
-__all__ = ["Failure", "classify", "kafka_error", "kafka_errors", "translate"]
+__all__ = ["DENIED", "Failure", "classify", "is_denied", "kafka_error", "kafka_errors", "translate"]
 
-_DENIED = {
-    KafkaError.TOPIC_AUTHORIZATION_FAILED: "the topic",
-    KafkaError.GROUP_AUTHORIZATION_FAILED: "the consumer group",
-    KafkaError.CLUSTER_AUTHORIZATION_FAILED: "the cluster",
-    KafkaError.TRANSACTIONAL_ID_AUTHORIZATION_FAILED: "the transactional id",
-    KafkaError.SASL_AUTHENTICATION_FAILED: "authentication (user or password)",
-    KafkaError._AUTHENTICATION: "authentication",
+# Kafka's authorization errors, and the kind of resource each is about.
+DENIED = {
+    KafkaError.TOPIC_AUTHORIZATION_FAILED: "TOPIC",
+    KafkaError.GROUP_AUTHORIZATION_FAILED: "GROUP",
+    KafkaError.CLUSTER_AUTHORIZATION_FAILED: "CLUSTER",
+    KafkaError.TRANSACTIONAL_ID_AUTHORIZATION_FAILED: "TRANSACTIONAL_ID",
 }
+_AUTHENTICATION = {KafkaError.SASL_AUTHENTICATION_FAILED, KafkaError._AUTHENTICATION}
 
 # The producer itself was fenced (another producer initialised our transactional id):
 # it can do nothing more; whatever it had open is aborted by the newer one.
@@ -78,19 +79,44 @@ def classify(exc: BaseException) -> Failure:
     return Failure.UNKNOWN
 
 
-def translate(exc: BaseException, doing: str, outcome: Outcome = "not_written") -> KesError:
-    """A KesError for ``exc`` raised while ``doing`` (e.g. "creating topic X")."""
+def is_denied(err: KafkaError | None) -> bool:
+    """Whether ``err`` is Kafka refusing the principal (authorization or authentication)."""
+    return err is not None and (err.code() in DENIED or err.code() in _AUTHENTICATION)
+
+
+def translate(
+    exc: BaseException, doing: str, outcome: Outcome = "not_written", need: Need | None = None
+) -> KesError:
+    """A KesError for ``exc`` raised while ``doing`` (e.g. "creating topic X"); ``need``:
+    the right the operation needs, named by the error when Kafka refuses it."""
     if isinstance(exc, KesError):
         return exc
     err = kafka_error(exc)
     if err is None:
         return StoreUnavailableError(f"{doing} failed: {exc!r}.", outcome)
-    what = _DENIED.get(err.code())
-    if what is not None:
+    return error_of(err, doing, outcome, need)
+
+
+def error_of(
+    err: KafkaError, doing: str, outcome: Outcome = "not_written", need: Need | None = None
+) -> KesError:
+    """The KesError of a KafkaError (from an exception, a delivery report or a consumer)."""
+    kind = DENIED.get(err.code())
+    if kind is not None:
+        if need is not None and need.resource_type == kind:
+            return denied(need, doing, f"{err.name()}: {err.str()}")
         return AccessDeniedError(
-            f"Kafka refused {doing}: not authorized for {what} ({err.name()}: {err.str()}). "
-            "Nothing was written. Grant the principal kes runs as the rights its role "
-            "needs (`kes acl grant --help`), or check its credentials."
+            f"Kafka refused {doing}: not authorized for a {kind.lower().replace('_', ' ')} "
+            f"({err.name()}: {err.str()}). Nothing was written. Give the principal kes runs "
+            "as the role it acts in (`kes acl roles`, `kes acl grant`)."
+        )
+    if err.code() in _AUTHENTICATION:
+        from kes.errors import AuthenticationError
+
+        return AuthenticationError(
+            f"Kafka refused {doing}: authentication failed ({err.name()}: {err.str()}). "
+            "Check the credentials (KES_KAFKA_SASL_USERNAME / _PASSWORD, or the client "
+            "certificate); nothing was written."
         )
     return StoreUnavailableError(
         f"{doing} failed: {err.name()}: {err.str()}. Is Kafka reachable and healthy?", outcome
@@ -98,12 +124,14 @@ def translate(exc: BaseException, doing: str, outcome: Outcome = "not_written") 
 
 
 @contextmanager
-def kafka_errors(doing: str, outcome: Outcome = "not_written") -> Iterator[None]:
+def kafka_errors(
+    doing: str, outcome: Outcome = "not_written", need: Need | None = None
+) -> Iterator[None]:
     """Translate KafkaException (and BufferError: a full producer queue) raised inside."""
     try:
         yield
     except KafkaException as exc:
-        raise translate(exc, doing, outcome) from exc
+        raise translate(exc, doing, outcome, need) from exc
     except BufferError as exc:
         raise StoreUnavailableError(
             f"{doing} failed: the producer's queue is full ({exc}); Kafka is not keeping up.",

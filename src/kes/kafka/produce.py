@@ -14,9 +14,11 @@ from typing import Any, NamedTuple
 from confluent_kafka import KafkaError, KafkaException, Message, Producer, TopicPartition
 
 from kes.errors import StoreUnavailableError
+from kes.kafka.acl import Role
 from kes.kafka.clients import producer_conf
 from kes.kafka.config import KafkaConfig
 from kes.kafka.errors import Failure, classify, kafka_errors
+from kes.kafka.refusals import need
 
 __all__ = ["Failure", "GroupMember", "TransactionalProducer", "send_and_confirm"]
 
@@ -74,6 +76,7 @@ class TransactionalProducer:
         transactional_id: str,
         *,
         timeout_ms: int | None = None,
+        role: Role = "writer",
         **extra: Any,
     ) -> None:
         self.config = config
@@ -91,7 +94,8 @@ class TransactionalProducer:
         )
         with kafka_errors(f"creating the transactional producer {transactional_id!r}"):
             self.producer = Producer(conf)
-        with kafka_errors(f"initialising transactions of {transactional_id!r}"):
+        right = need(config, "TRANSACTIONAL_ID", transactional_id, "WRITE", role)
+        with kafka_errors(f"initialising transactions of {transactional_id!r}", need=right):
             self.producer.init_transactions(self.op_timeout_s)
         self.in_transaction = False
 

@@ -17,9 +17,11 @@ from confluent_kafka import KafkaError, KafkaException, TopicCollection
 from confluent_kafka.admin import ConfigResource, NewTopic
 
 from kes.errors import StoreUnavailableError, TopicConfigError
+from kes.kafka.acl import Role
 from kes.kafka.clients import admin
 from kes.kafka.config import REQUEST_SUFFIX, KafkaConfig
-from kes.kafka.errors import kafka_error, kafka_errors, translate
+from kes.kafka.errors import DENIED, kafka_error, kafka_errors, translate
+from kes.kafka.refusals import denied, need
 
 __all__ = [
     "DEFAULT_MAX_MESSAGE_BYTES",
@@ -58,6 +60,7 @@ class TopicKind:
     # (a log), or, when compacted, one that also deletes by time or size (a table)
     never_lose: bool = False
     settings: tuple[tuple[str, str], ...] = ()  # further topic settings of this kind
+    role: Role | None = None  # the kes role that creates and writes it (kes.kafka.acl)
 
     def configs(self, replication_factor: int) -> dict[str, str]:
         configs = {
@@ -96,6 +99,7 @@ EVENTS = TopicKind(
     "KES_PARTITIONS (12), fixed at creation",
     "every event of one aggregate type, keyed by aggregate id: the source of truth",
     never_lose=True,
+    role="writer",
 )
 REQUESTS = TopicKind(
     "requests",
@@ -103,6 +107,7 @@ REQUESTS = TopicKind(
     "as many as its event topic",
     "appends and reads forwarded to the partition's owner (carry a deadline)",
     retention_ms=HOUR_MS,
+    role="writer",
 )
 REPLIES = TopicKind(
     "replies",
@@ -110,6 +115,7 @@ REPLIES = TopicKind(
     "1",
     "answers to one process's forwarded requests; deleted when it closes",
     retention_ms=HOUR_MS,
+    role="writer",
 )
 SNAPSHOTS = TopicKind(
     "snapshots",
@@ -136,12 +142,14 @@ SCHEMAS = TopicKind(
     "1",
     "the schema registry: subjects, versions, ids, compatibility (Confluent's layout)",
     compacted=True,
+    role="schemas",
 )
 DEAD_LETTERS = TopicKind(
     "dead letters",
     "<namespace>.dlq.<projection or pipeline>",
     "1",
     "records a projection or pipeline could not handle, with why and where from",
+    role="projection",
 )
 DERIVED = TopicKind(
     "derived",
@@ -149,12 +157,14 @@ DERIVED = TopicKind(
     "as many as its event topic",
     "one event type's events, copied exactly once (`kes project derive`)",
     never_lose=True,
+    role="projection",
 )
 LATE = TopicKind(
     "late records",
     "<namespace>.stream.<pipeline>.late",
     "1",
     "records that arrived after their window closed",
+    role="pipeline",
 )
 OUTPUTS = TopicKind(
     "pipeline outputs",
@@ -162,6 +172,7 @@ OUTPUTS = TopicKind(
     "1, or as asked",
     "a pipeline's plain JSON results",
     never_lose=True,
+    role="pipeline",
 )
 STREAM_STATE = TopicKind(
     "pipeline state",
@@ -264,12 +275,17 @@ class Topics:
             self._rf = min(3, self.broker_count())
         return self._rf
 
-    def describe(self, name: str) -> TopicInfo | None:
+    def describe(self, name: str, role: Role = "reader") -> TopicInfo | None:
         """The topic's partitions, replication and settings; None when it does not exist
-        (or is not visible yet)."""
-        with kafka_errors(f"describing topic {name}"):
+        (or is not visible yet). ``role``: the kes role the caller acts in (named by
+        the AccessDeniedError when the principal may not describe it)."""
+        doing = f"describing topic {name}"
+        with kafka_errors(doing, need=need(self.config, "TOPIC", name, "DESCRIBE", role)):
             md = self.admin.list_topics(topic=name, timeout=10)
         t = md.topics.get(name)
+        if t is not None and t.error is not None and t.error.code() in DENIED:
+            right = need(self.config, "TOPIC", name, "DESCRIBE", role)
+            raise denied(right, doing, f"{t.error.name()}: {t.error.str()}")
         if t is None or t.error is not None or not t.partitions:
             return None
         rf = len(next(iter(t.partitions.values())).replicas)
@@ -280,7 +296,8 @@ class Topics:
             err = kafka_error(exc)
             if err is not None and err.code() == KafkaError.UNKNOWN_TOPIC_OR_PART:
                 return None  # just created: the broker asked has not heard of it yet
-            raise translate(exc, f"describing the settings of topic {name}") from exc
+            right = need(self.config, "TOPIC", name, "DESCRIBE_CONFIGS", role)
+            raise translate(exc, f"describing the settings of topic {name}", need=right) from exc
         values = {k: v.value for k, v in configs.items() if v.value is not None}
         try:
             description = self.admin.describe_topics(TopicCollection([name]))[name]
@@ -289,10 +306,14 @@ class Topics:
             topic_id = ""
         return TopicInfo(name, len(t.partitions), rf, values, topic_id)
 
-    def ensure(self, kind: TopicKind, name: str, partitions: int) -> TopicInfo:
+    def ensure(
+        self, kind: TopicKind, name: str, partitions: int, role: Role | None = None
+    ) -> TopicInfo:
         """The topic ``name`` of ``kind``, created with the kind's settings when missing and
-        checked against them when it exists."""
-        info = self.describe(name)
+        checked against them when it exists. ``role``: the kes role the caller acts in
+        (default: the one that creates this kind)."""
+        role = role or kind.role or "reader"
+        info = self.describe(name, role)
         if info is None:
             rf = self.replication_factor()
             future = self.admin.create_topics(
@@ -307,29 +328,32 @@ class Topics:
                         exc,
                         f"creating {kind.kind} topic {name} ({partitions} partitions, "
                         f"replication factor {rf})",
+                        need=need(self.config, "TOPIC", name, "CREATE", role),
                     ) from exc
-            info = self._wait_described(name)
+            info = self._wait_described(name, role)
         kind.check(info)
         return info
 
-    def _wait_described(self, name: str) -> TopicInfo:
+    def _wait_described(self, name: str, role: Role) -> TopicInfo:
         deadline = time.monotonic() + 30
         while time.monotonic() < deadline:
-            info = self.describe(name)
+            info = self.describe(name, role)
             if info is not None:
                 return info
             time.sleep(0.1)
         raise StoreUnavailableError(f"topic {name} was created but does not show in metadata.")
 
-    def ensure_event_topic(self, aggregate_type: str) -> TopicInfo:
-        return self.ensure(EVENTS, self.config.topic(aggregate_type), self.config.partitions)
+    def ensure_event_topic(self, aggregate_type: str, role: Role = "writer") -> TopicInfo:
+        return self.ensure(EVENTS, self.config.topic(aggregate_type), self.config.partitions, role)
 
     def ensure_request_topic(self, aggregate_type: str, partitions: int) -> TopicInfo:
         return self.ensure_twin(REQUESTS, self.config.request_topic(aggregate_type), partitions)
 
-    def ensure_twin(self, kind: TopicKind, name: str, partitions: int) -> TopicInfo:
+    def ensure_twin(
+        self, kind: TopicKind, name: str, partitions: int, role: Role | None = None
+    ) -> TopicInfo:
         """A topic that must have as many partitions as the event topic it follows."""
-        info = self.ensure(kind, name, partitions)
+        info = self.ensure(kind, name, partitions, role)
         if info.partitions != partitions:
             raise TopicConfigError(
                 f"{kind.kind} topic {name} has {info.partitions} partitions but its event "

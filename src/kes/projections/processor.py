@@ -50,6 +50,7 @@ class KafkaExactlyOnce(Strategy):
             self.config,
             self.transactional_id,
             timeout_ms=min(self.config.transaction_timeout_ms, 30_000),
+            role="projection",
             **{"linger.ms": 5},
         )
 

@@ -102,7 +102,9 @@ class ProjectionRunner:
         self._stop = threading.Event()
         self._at_end: set[Key] = set()
         topics = Topics(self.config)
-        infos = [topics.ensure_event_topic(t) for t in projection.aggregate_types]
+        infos = [
+            topics.ensure_event_topic(t, role="projection") for t in projection.aggregate_types
+        ]
         self.topics = [i.name for i in infos]
         self.partition_count = sum(i.partitions for i in infos)
         self.checkpoints: CheckpointStore | None = None

@@ -302,6 +302,7 @@ class SchemaRegistry:
                         self.config,
                         self.config.schema_transactional_id(self.topic),
                         timeout_ms=int(self.config.request_timeout_s * 1000),
+                        role="schemas",
                     )
                 self._catch_up()
                 mutation = decide()

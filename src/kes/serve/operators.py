@@ -22,7 +22,8 @@ __all__ = ["dead_letters", "projection_names", "projection_status"]
 def _name_of_group(config: KafkaConfig, group: str) -> str | None:
     """The projection a consumer group belongs to; None for kes's own groups."""
     ns = config.ns
-    if group.startswith(("kes-reader-", f"{ns}.writers.", f"{ns}.derive.", f"{ns}.stream.")):
+    own = ("kes-reader-", f"{ns}.reader.", f"{ns}.writers.", f"{ns}.derive.", f"{ns}.stream.")
+    if group.startswith(own):
         return None
     if ns == DEFAULT_NAMESPACE:
         return group

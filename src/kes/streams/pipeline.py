@@ -142,6 +142,10 @@ class Pipeline:
             },
             "producer_extra_config": {
                 **client,
+                # Random, as Quix makes it, but named in the pipeline's group so that its
+                # ACLs can allow it (two processes must never share one: they would
+                # fence each other).
+                "transactional.id": f"{self.group(config)}.{uuid.uuid4().hex}",
                 # kes writes keys with Java's murmur2; joins need the same partition per key.
                 "partitioner": "murmur2_random",
                 # A killed member's open transaction blocks readers of its outputs until it
@@ -381,7 +385,7 @@ class Streams:
 
     def _output_topic(self, aggregate_type: str) -> Topic:
         if aggregate_type not in self._outputs:
-            name = self._topics.ensure_event_topic(aggregate_type).name
+            name = self._topics.ensure_event_topic(aggregate_type, role="pipeline").name
             self._outputs[aggregate_type] = self.app.topic(
                 name, value_serializer=RawSerializer(), key_serializer=KeySerializer()
             )

@@ -16,14 +16,30 @@ from concurrent.futures import ThreadPoolExecutor
 from typing import Any
 
 import msgspec
-from confluent_kafka import Consumer, KafkaException, Message, Producer, TopicPartition
+from confluent_kafka import (
+    Consumer,
+    KafkaError,
+    KafkaException,
+    Message,
+    Producer,
+    TopicPartition,
+)
 
-from kes.errors import KesError, NotOwnerError, StoreUnavailableError
+from kes.errors import (
+    AccessDeniedError,
+    InvalidInputError,
+    KesError,
+    NotOwnerError,
+    StoreUnavailableError,
+)
 from kes.kafka.clients import group_consumer
 from kes.kafka.config import KafkaConfig
 from kes.kafka.consume import drain, watermarks
+from kes.kafka.errors import error_of, is_denied
 from kes.kafka.produce import GroupMember
+from kes.kafka.refusals import need
 from kes.kafka.topics import Topics
+from kes.partitioning import partition_for
 from kes.store.kafka._admission import AppendRequest
 from kes.store.kafka._partition import OwnedPartition, State
 from kes.store.kafka._routing import (
@@ -32,6 +48,7 @@ from kes.store.kafka._routing import (
     ReadCall,
     Reply,
     call_decoder,
+    digest,
     encoder,
     error_reply,
     expected_from_wire,
@@ -63,7 +80,16 @@ class WriterGroupMember:
         self.topic_info = topics.ensure_event_topic(aggregate_type)
         self.topic = self.topic_info.name
         self.partitions = self.topic_info.partitions
-        self.request_topic = topics.ensure_request_topic(aggregate_type, self.partitions).name
+        self.request_topic = config.request_topic(aggregate_type)
+        # Set when Kafka refuses this principal what appending needs (the request topic,
+        # the writer group, the transactional id): appends fail with it at once, reads
+        # go to the partition itself (a reader may not use the command channel).
+        self.denied: AccessDeniedError | None = None
+        try:
+            topics.ensure_request_topic(aggregate_type, self.partitions)
+        except AccessDeniedError as exc:
+            self.denied = exc
+            serve = False
         self.writer = writer
         self.replies = replies
         self.joined = threading.Event()
@@ -92,13 +118,20 @@ class WriterGroupMember:
 
     def owner_of(self, partition: int, timeout: float) -> OwnedPartition | None:
         """The partition, ready, if this process owns it; waits for the first assignment
-        and for a takeover in progress."""
+        and for a takeover in progress. Raises the AccessDeniedError of a principal that
+        may not own partitions."""
+        if self.denied is not None:
+            raise self.denied
         if not self.joined.wait(timeout):
             return None
+        if self.denied is not None:
+            raise self.denied
         owned = self._owned.get(partition)
         if owned is None:
             return None
         owned.settled.wait(timeout)
+        if self.denied is not None:
+            raise self.denied
         return owned if owned.ready else None
 
     def owner_now(self, partition: int) -> tuple[bool, OwnedPartition | None]:
@@ -113,6 +146,16 @@ class WriterGroupMember:
         if not owned.settled.is_set():
             return False, None
         return True, owned if owned.ready else None
+
+    def _refused(self, exc: AccessDeniedError) -> None:
+        """Kafka refused what owning partitions needs: stop trying, answer with it."""
+        if self.denied is None:
+            log.error("%s: %s", self.aggregate_type, exc)
+        self.denied = exc
+        self._stop.set()
+        self.joined.set()
+        for owned in list(self._owned.values()):
+            owned.settled.set()
 
     def owned(self) -> dict[int, OwnedPartition]:
         """The partitions this process serves now."""
@@ -149,6 +192,8 @@ class WriterGroupMember:
                     for msg in drain(consumer, 200, 0.05):
                         if msg.error() is None:
                             self._handle(msg)
+                        elif is_denied(msg.error()):
+                            self._refused(self._denial(msg.error()))
                     self.replies.poll(0)
                     self._retry_failed()
                 except Exception:
@@ -160,6 +205,17 @@ class WriterGroupMember:
                 consumer.close()  # leaves the group (unless static): revokes our partitions
             for p in list(self._owned):
                 self._give_up(p, State.REVOKED)
+
+    def _denial(self, err: KafkaError) -> AccessDeniedError:
+        group = self.config.writer_group(self.aggregate_type)
+        if err.code() == KafkaError.GROUP_AUTHORIZATION_FAILED:
+            right = need(self.config, "GROUP", group, "READ", "writer")
+        else:
+            right = need(self.config, "TOPIC", self.request_topic, "READ", "writer")
+        error = error_of(err, f"joining writer group {group}", need=right)
+        if isinstance(error, AccessDeniedError):
+            return error
+        return AccessDeniedError(str(error))
 
     def _on_assign(self, consumer: Consumer, partitions: list[TopicPartition]) -> None:
         consumer.incremental_assign(partitions)
@@ -187,6 +243,9 @@ class WriterGroupMember:
             self.writer.ensure_producer()
             owned.take()
             owned.request_position = self._request_position(consumer, p)
+        except AccessDeniedError as exc:
+            self._refused(exc)
+            return
         except KesError as exc:
             log.warning("%s[%d]: could not take ownership (%s); will retry", self.topic, p, exc)
             self._failed.add(p)
@@ -259,9 +318,32 @@ class WriterGroupMember:
         except (msgspec.DecodeError, msgspec.ValidationError):
             log.warning("%s@%d: undecodable request skipped", msg.topic(), msg.offset())
             return
+        if not call.reply_to.startswith(self.config.replies_prefix):
+            # Only reply topics are answered: a request cannot make the owner write to
+            # any other topic (its event topics, say).
+            log.warning(
+                "%s@%d: request asks for replies on %r, not a reply topic of namespace %s; skipped",
+                msg.topic(),
+                msg.offset(),
+                call.reply_to,
+                self.config.ns,
+            )
+            return
+        call_digest = digest(msg.value())
+        if partition_for(call.aggregate_id, self.partitions) != msg.partition():
+            # Served here, it would put the aggregate's events in another partition than
+            # its key's, where no read finds them and no version check sees them.
+            wrong = InvalidInputError(
+                f"{call.aggregate_type} {call.aggregate_id!r} lives in partition "
+                f"{partition_for(call.aggregate_id, self.partitions)} of {self.topic}, but "
+                f"the request came on partition {msg.partition()} of {msg.topic()}; nothing "
+                "was written. Send requests with kes (it routes them by key)."
+            )
+            self._reply(call, error_reply(call.id, wrong), call_digest)
+            return
         owned = self._owned.get(msg.partition())
         if owned is None or not owned.ready:
-            self._reply(call, error_reply(call.id, NotOwnerError("partition moved")))
+            self._reply(call, error_reply(call.id, NotOwnerError("partition moved")), call_digest)
             return
         offset = msg.offset()
         owned.request_read(offset)
@@ -272,13 +354,13 @@ class WriterGroupMember:
             version, offsets = owned.index.lookup(
                 call.aggregate_id, call.from_version, call.to_version
             )
-            self._reply(call, Reply(call.id, True, version=version, offsets=offsets))
+            self._reply(call, Reply(call.id, True, version=version, offsets=offsets), call_digest)
             owned.request_answered(offset)
             return
 
         def answer(req: AppendRequest) -> None:
             if req.error is not None:
-                self._reply(call, error_reply(call.id, req.error))
+                self._reply(call, error_reply(call.id, req.error), call_digest)
             elif req.result is not None:
                 result = req.result
                 self._reply(
@@ -290,6 +372,7 @@ class WriterGroupMember:
                         offsets=[p.offset for p in result.positions],
                         written=result.written,
                     ),
+                    call_digest,
                 )
             owned.request_answered(offset)
 
@@ -305,7 +388,7 @@ class WriterGroupMember:
                 source=offset,
             )
         except KesError as exc:  # a payload that cannot be encoded
-            self._reply(call, error_reply(call.id, exc))
+            self._reply(call, error_reply(call.id, exc), call_digest)
             owned.request_answered(offset)
             return
         try:
@@ -313,7 +396,8 @@ class WriterGroupMember:
         except KesError as exc:
             request.fail(exc)
 
-    def _reply(self, call: Call, reply: Reply) -> None:
+    def _reply(self, call: Call, reply: Reply, call_digest: str) -> None:
+        reply.digest = call_digest  # the caller accepts only the answer to its own bytes
         try:
             self.replies.produce(call.reply_to, value=encoder.encode(reply))
         except (KafkaException, BufferError) as exc:

@@ -7,18 +7,26 @@ assigned that request partition to *is* the owner. Replies come back on a reply 
 of the requesting process. Each request carries a deadline: an owner drops a request
 its caller has given up on, so a timeout never hides a late write. Errors travel by
 their stable ``code`` (``kes.errors``).
+
+This is a command channel, so it is guarded twice (docs/operations.md, "Security"):
+only principals with the writer role of a type may write its request topic (ACLs), and
+every reply carries the digest of the request bytes it answers; a caller accepts a
+reply only with its request's id *and* digest, so a reply written by anyone else, or
+an owner's answer to some other request, is never taken for the answer to its own.
 """
 
 from __future__ import annotations
 
 import contextlib
+import hashlib
 import logging
 import threading
 import uuid
+from collections.abc import Callable
 from concurrent.futures import Future
 
 import msgspec
-from confluent_kafka import Consumer, KafkaError, Producer, TopicPartition
+from confluent_kafka import Consumer, KafkaError, Message, Producer, TopicPartition
 
 from kes.envelope import NewEvent
 from kes.errors import (
@@ -31,7 +39,8 @@ from kes.errors import (
 from kes.kafka.clients import reader
 from kes.kafka.config import KafkaConfig
 from kes.kafka.consume import drain, watermarks
-from kes.kafka.errors import kafka_errors
+from kes.kafka.errors import error_of, kafka_errors
+from kes.kafka.refusals import need
 from kes.kafka.topics import REPLIES, Topics
 from kes.store.base import Expected, ExpectedVersion
 
@@ -76,6 +85,12 @@ class Reply(msgspec.Struct, omit_defaults=True):
     outcome: str | None = None  # a TransientError's outcome
     expected: int | str | None = None
     actual: int = 0
+    digest: str = ""  # of the request record's value: binds the answer to the request
+
+
+def digest(request: bytes) -> str:
+    """What an owner puts in its reply, and a caller checks: the request's bytes' hash."""
+    return hashlib.blake2b(request, digest_size=16).hexdigest()
 
 
 encoder = msgspec.json.Encoder()
@@ -147,12 +162,14 @@ def no_reply_error(
 class Router:
     """The requesting side: sends requests, waits for replies on its own reply topic."""
 
-    def __init__(self, config: KafkaConfig, topics: Topics, producer: Producer) -> None:
+    def __init__(
+        self, config: KafkaConfig, topics: Topics, producer: Callable[[], Producer]
+    ) -> None:
         self.config = config
         self.topics = topics
         self.producer = producer
         self.reply_topic = config.reply_topic()
-        self._pending: dict[str, Future[Reply]] = {}
+        self._pending: dict[str, tuple[str, Future[Reply]]] = {}  # id -> (digest, future)
         self._lock = threading.Lock()
         self._started = False
         self._stop = threading.Event()
@@ -176,6 +193,7 @@ class Router:
     def _listen(self, consumer: Consumer) -> None:
         try:
             while not self._stop.is_set():
+                self.producer().poll(0)  # delivery reports: a refused request fails now
                 for msg in drain(consumer, 100, 0.1):
                     if msg.error() is not None:
                         if msg.error().code() != KafkaError._PARTITION_EOF:
@@ -186,8 +204,21 @@ class Router:
                     except msgspec.DecodeError:
                         continue
                     with self._lock:
-                        future = self._pending.pop(reply.id, None)
-                    if future is not None and not future.done():
+                        pending = self._pending.get(reply.id)
+                        if pending is None:
+                            continue
+                        if reply.digest != pending[0]:
+                            log.warning(
+                                "%s@%d: a reply names request %s but not its digest: not "
+                                "the owner's answer to it (forged, or an old owner); ignored",
+                                self.reply_topic,
+                                msg.offset(),
+                                reply.id,
+                            )
+                            continue
+                        del self._pending[reply.id]
+                    future = pending[1]
+                    if not future.done():
                         future.set_result(reply)
         finally:
             consumer.close()
@@ -208,17 +239,27 @@ class Router:
         block once :meth:`start` has run. Pair with :meth:`discard` when giving up."""
         self._start()
         future: Future[Reply] = Future()
+        value = encoder.encode(call)
         with self._lock:
-            self._pending[call.id] = future
+            self._pending[call.id] = (digest(value), future)
+        doing = f"forwarding a {type(call).__name__} to {request_topic}[{partition}]"
+        right = need(self.config, "TOPIC", request_topic, "WRITE", "writer")
+
+        def delivered(err: KafkaError | None, _msg: Message) -> None:
+            # Refused (not authorized, say): report it now, not as a timeout later.
+            if err is not None and not future.done():
+                future.set_exception(error_of(err, doing, need=right))
+
         try:
-            with kafka_errors(f"forwarding to {request_topic}[{partition}]"):
-                self.producer.produce(
+            with kafka_errors(doing, need=right):
+                self.producer().produce(
                     request_topic,
-                    value=encoder.encode(call),
+                    value=value,
                     key=call.aggregate_id,
                     partition=partition,
+                    on_delivery=delivered,
                 )
-            self.producer.poll(0)
+            self.producer().poll(0)
         except BaseException:
             self.discard(call.id)
             raise
@@ -256,6 +297,7 @@ __all__ = [
     "Reply",
     "Router",
     "call_decoder",
+    "digest",
     "encoder",
     "error_reply",
     "expected_from_wire",

@@ -28,8 +28,9 @@ from kes.errors import (
     StoreUnavailableError,
 )
 from kes.kafka.config import KafkaConfig
-from kes.kafka.errors import Failure, classify
+from kes.kafka.errors import Failure, classify, error_of, is_denied, kafka_error
 from kes.kafka.produce import GroupMember, TransactionalProducer
+from kes.kafka.refusals import need
 from kes.store.base import AppendResult
 from kes.store.kafka._admission import AppendRequest, Record, Verdicts, admit, stored_ids_match
 from kes.store.kafka._partition import OwnedPartition, State
@@ -307,6 +308,9 @@ class Writer:
 
     def _failed(self, accepted: list[tuple[OwnedPartition, Verdicts]], exc: Exception) -> None:
         """Decide what a failed transaction means and put its appends back in the queue."""
+        err = exc.error if isinstance(exc, _DeliveryFailed) else kafka_error(exc)
+        if is_denied(err) and self._refused(accepted, exc, err):
+            return
         kind = Failure.ABORTABLE if isinstance(exc, _DeliveryFailed) else classify(exc)
         if isinstance(exc, KesError) and not isinstance(exc, _DeliveryFailed):
             kind = Failure.ABORTABLE  # not acknowledged in time: abort, nothing visible
@@ -330,6 +334,24 @@ class Writer:
         for owned, _ in accepted:
             owned.set_state(State.STALE, only_from=State.READY)
         self._retry(accepted, maybe_written=kind is not Failure.PRODUCER_FENCED)
+
+    def _refused(
+        self, accepted: list[tuple[OwnedPartition, Verdicts]], exc: Exception, err: Any
+    ) -> bool:
+        """Kafka refused this principal a write: abort and fail the appends with the
+        refusal (retrying cannot help). False when even the abort failed."""
+        producer = self._producer
+        if producer is None or not producer.abort():
+            return False
+        self.stats.aborted += 1
+        topics = ", ".join(sorted({owned.topic for owned, _ in accepted}))
+        right = need(self.config, "TOPIC", accepted[0][0].topic, "WRITE", "writer")
+        error = error_of(err, f"appending to {topics}", need=right)
+        log.error("writer: %s", error)
+        for _, v in accepted:
+            for req, _ in v.accepted:
+                req.fail(error)
+        return True
 
     def _retry(self, accepted: list[tuple[OwnedPartition, Verdicts]], maybe_written: bool) -> None:
         pending: list[Pending] = []

@@ -3,15 +3,16 @@ and one transaction per writer process for all it owns."""
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import threading
 import time
 from collections.abc import Iterator, Mapping, Sequence
 
-from confluent_kafka import Message
+from confluent_kafka import KafkaException, Message, Producer
 
 from kes.envelope import NewEvent, Position, RecordedEvent
-from kes.errors import NotOwnerError, StoreUnavailableError
+from kes.errors import AccessDeniedError, NotOwnerError, StoreUnavailableError
 from kes.kafka.clients import producer
 from kes.kafka.config import KafkaConfig, Role
 from kes.kafka.consume import scan
@@ -62,14 +63,26 @@ class KafkaEventStore(EventStore):
         self.config = config or KafkaConfig.from_env()
         self.role: Role = role or self.config.role
         self.topics = Topics(self.config)
-        self.producer = producer(self.config, **{"linger.ms": 1})
+        self._producer: Producer | None = None
+        self._producer_lock = threading.Lock()
         self.reader = OffsetReader(self.config)
         self.writer = Writer(self.config, self.reader)
-        self.router = Router(self.config, self.topics, self.producer)
+        self.router = Router(self.config, self.topics, lambda: self.producer)
         self._members: dict[str, WriterGroupMember] = {}
         self._ownerless: dict[tuple[str, int], float] = {}  # no owner answered, until
         self._lock = threading.Lock()
         self._closed = False
+
+    @property
+    def producer(self) -> Producer:
+        """Forwards requests and answers them; made on first use, so that a process that
+        only reads needs no right to write anything (an idempotent producer asks Kafka
+        for a producer id at once, which needs WRITE on some topic)."""
+        if self._producer is None:
+            with self._producer_lock:
+                if self._producer is None:
+                    self._producer = producer(self.config, **{"linger.ms": 1})
+        return self._producer
 
     def member(self, aggregate_type: str) -> WriterGroupMember:
         m = self._members.get(aggregate_type)
@@ -199,8 +212,25 @@ class KafkaEventStore(EventStore):
         self, aggregate_type: str, aggregate_id: str, from_version: int, to_version: int | None
     ) -> tuple[str, int, int, list[int]] | None:
         """(topic, partition, current version, offsets of the versions asked for), from
-        the owner's index; None when no owner answered within ``OWNER_WAIT_S``."""
+        the owner's index; None when no owner answered within ``OWNER_WAIT_S``, or when
+        this principal may not ask owners (a reader: asking goes through the request
+        topic, which carries appends too)."""
         m = self.member(aggregate_type)
+        if m.denied is not None:
+            return None
+        try:
+            return self._ask_owner(m, aggregate_type, aggregate_id, from_version, to_version)
+        except AccessDeniedError:
+            return None
+
+    def _ask_owner(
+        self,
+        m: WriterGroupMember,
+        aggregate_type: str,
+        aggregate_id: str,
+        from_version: int,
+        to_version: int | None,
+    ) -> tuple[str, int, int, list[int]] | None:
         p = partition_for(aggregate_id, m.partitions)
         deadline = time.time() + self.config.request_timeout_s
         owner_deadline = time.time() + OWNER_WAIT_S
@@ -315,7 +345,7 @@ class KafkaEventStore(EventStore):
         stop: threading.Event | None = None,
     ) -> Iterator[RecordedEvent]:
         check_type(aggregate_type)
-        info = self.topics.ensure_event_topic(aggregate_type)
+        info = self.topics.ensure_event_topic(aggregate_type, role="reader")
         for msg in scan(
             self.config, info.name, info.partitions, from_positions, follow=True, stop=stop
         ):
@@ -333,7 +363,9 @@ class KafkaEventStore(EventStore):
             m.close()
         self.writer.close()
         self.router.close()
-        self.producer.flush(10)
+        if self._producer is not None:
+            with contextlib.suppress(KafkaException):  # a refused (fatal) producer
+                self._producer.flush(10)
         self.reader.close()
 
 
