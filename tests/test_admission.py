@@ -98,9 +98,13 @@ def test_appends_to_one_stream_in_one_batch_see_each_others_versions() -> None:
     records = {r: recs for r, recs in v.accepted}
     assert [rec.version for rec in records[first]] == [1, 2]
     assert [rec.version for rec in records[second]] == [3]
-    error = answer(v, late)
-    assert isinstance(error, ConcurrencyError) and error.actual == 3
-    assert not v.check_log  # a conflict with this batch is never a retry of stored events
+    # Refused only once `second` has committed: decided again after this transaction.
+    assert v.requeue == [late] and not v.answered and not v.check_log
+    # Once it has: version 3 is stored, so the log tells whether `late` is a retry of it.
+    assert decide(late, index=indexed(o1=3)).check_log == [(late, 3)]
+    # Had the transaction aborted, the same append would go in at version 3.
+    again = decide(late, index=indexed(o1=2))
+    assert [rec.version for _, recs in again.accepted for rec in recs] == [3]
 
 
 def test_a_refused_append_does_not_move_the_tentative_version() -> None:

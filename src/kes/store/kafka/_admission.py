@@ -9,7 +9,9 @@ each stream's version is, and the partition's recent event ids, decide for each 
 * **answer** it now: a repeat of events already stored (``written=False``), a
   ``ConcurrencyError``, or an input error (too large, not serialisable);
 * **requeue** it after this transaction: it repeats an event id of an append accepted
-  in this batch, so only after that one commits can it be recognised as a repeat;
+  in this batch, so only after that one commits can it be recognised as a repeat; or it
+  conflicts only with an append accepted in this batch, so it is refused only once that
+  one has committed (a refusal must hold whatever becomes of the transaction);
 * **check the log**: a conflict that may be a retry of events stored beyond the recent-id
   window; only reading those events' ids can tell (see :func:`stored_ids_match`).
 """
@@ -203,10 +205,14 @@ def admit(
         committed = version(aid)
         actual = tentative.get(aid, committed)
         if not expected_matches(req.expected, actual):
-            # Only committed versions can hold a retry's events (an append accepted in
-            # this batch before it is not a retry: its ids would have been requeued).
             if may_be_stored(req.expected, len(req.events), committed):
+                # Only committed versions can hold a retry's events.
                 out.check_log.append((req, actual))
+            elif aid in tentative:
+                # Refused only if an append accepted in this batch commits: decide after
+                # it. (Refusing now would be wrong if that transaction aborts, and a
+                # forwarded request refused so may be carried out by a later owner.)
+                out.requeue.append(req)
             else:
                 out.answered.append(
                     (req, ConcurrencyError.of(req.aggregate_type, aid, req.expected, actual))
