@@ -14,6 +14,7 @@ from hypothesis import strategies as st
 from kes.application import Application
 from kes.domain import DomainError
 from kes.envelope import NewEvent
+from kes.errors import ConcurrencyError
 from kes.store import ANY, AppendResult, MemoryEventStore
 from kes.store.base import Expected
 
@@ -125,34 +126,38 @@ def test_process_manager_is_idempotent_when_events_are_redelivered() -> None:
 
 
 class BusyStore(MemoryEventStore):
-    """Another writer deposits 1 into account ``a`` just before each of the first n appends."""
+    """Once armed, another writer deposits 1 into account ``a`` just before each of the
+    next n appends to it; counts the appends that then fail with a conflict."""
 
-    def __init__(self, n: int) -> None:
+    def __init__(self) -> None:
         super().__init__()
-        self.n = n
+        self.n = 0
+        self.conflicts = 0
 
     def append(
         self, aggregate_type: str, aggregate_id: str, events: Sequence[NewEvent], expected: Expected
     ) -> AppendResult:
-        if (
-            (aggregate_type, aggregate_id) == ("Account", "a")
-            and self.n > 0
-            and self.exists("Account", "a")
-        ):
+        if (aggregate_type, aggregate_id) == ("Account", "a") and self.n > 0:
             self.n -= 1
             payload = {"amount": "1", "transactionId": None}
             super().append(
                 "Account", "a", [NewEvent(event_type="MoneyDeposited", payload=payload)], ANY
             )
-        return super().append(aggregate_type, aggregate_id, events, expected)
+        try:
+            return super().append(aggregate_type, aggregate_id, events, expected)
+        except ConcurrencyError:
+            self.conflicts += 1
+            raise
 
 
 def test_concurrent_writes_to_an_account_are_retried_by_the_process_manager() -> None:
-    app = Application(BusyStore(n=2))
-    open_accounts(app, a=0, b=0)
-    app.update(Account, "a", lambda acc: acc.deposit(Decimal(50)))  # conflicts twice first
+    store = BusyStore()
+    app = Application(store)
+    open_accounts(app, a=50, b=0)
     app.save(Transfer.request("a", "b", Decimal(20), transfer_id="t1"))
+    store.n = 2  # the process manager's debit of `a` meets two interfering deposits
     TransferProcessManager(app).run_until_idle()
+    assert store.conflicts == 2, "the process manager never met a conflict"
     assert app.get(Transfer, "t1").status == COMPLETED
     assert (balance(app, "a"), balance(app, "b")) == (Decimal(32), Decimal(20))
 
