@@ -71,9 +71,10 @@ def secure_broker() -> Iterator[LocalCluster]:
         cluster.stop()
 
 
-@pytest.fixture(scope="session")
+@pytest.fixture(scope="module")
 def secure_cluster3() -> Iterator[LocalCluster]:
-    """Three secured nodes (RF 3, min ISR 2)."""
+    """Three secured nodes (RF 3, min ISR 2); stopped after the module that used them (three
+    more brokers idling beside the plain three slow every later test on two cores)."""
     cluster, started = _start(
         ROOT / ".kes" / "test-secure3", 3, TEST_SECURE_CLUSTER_PORT, secure=True
     )

@@ -72,6 +72,7 @@ def test_client_properties_file_is_read_and_kes_kafka_settings_win(
     )
     monkeypatch.setenv("KES_CLIENT_PROPERTIES", str(path))
     monkeypatch.setenv("KES_KAFKA_SASL_USERNAME", "bob")
+    monkeypatch.delenv("KES_BOOTSTRAP_SERVERS", raising=False)  # it would win over the file
     config = KafkaConfig.from_env()
     assert config.bootstrap_servers == "kafka:9094"
     assert config.client == {

@@ -39,7 +39,7 @@ pytestmark = pytest.mark.kafka
 
 # A broker of its own, whose data directory this module searches; below Linux's ephemeral
 # range, away from the session broker's ports.
-SHRED_PORT = int(os.environ.get("KES_TEST_SHRED_BROKER_PORT", "19500"))
+SHRED_PORT = int(os.environ.get("KES_TEST_SHRED_BROKER_PORT", "19150"))
 # Compaction within seconds: the cleaner looks every 250 ms (Kafka: 15 s) and deletes
 # cleaned segment files at once (Kafka: after 60 s).
 FAST_CLEANER = {"log.cleaner.backoff.ms": "250", "log.segment.delete.delay.ms": "0"}
