@@ -117,7 +117,7 @@ class AsyncKafkaEventStore(AsyncEventStore):
         while True:
             remaining = deadline - time.time()
             if remaining <= 0:
-                raise store.no_owner_error(m, p, aggregate_type, aggregate_id)
+                raise store.no_owner_error(m, p, request)
             known, owned = m.owner_now(p)
             if not known:
                 owned = await self.run_blocking(m.owner_of, p, remaining)

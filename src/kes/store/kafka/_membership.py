@@ -343,7 +343,12 @@ class WriterGroupMember:
             return
         owned = self._owned.get(msg.partition())
         if owned is None or not owned.ready:
-            self._reply(call, error_reply(call.id, NotOwnerError("partition moved")), call_digest)
+            # Not final for an append: the partition's next owner reads this request again.
+            moved = NotOwnerError(
+                "partition moved; its next owner may carry the request out",
+                "unknown" if isinstance(call, AppendCall) else "not_written",
+            )
+            self._reply(call, error_reply(call.id, moved), call_digest)
             return
         offset = msg.offset()
         owned.request_read(offset)

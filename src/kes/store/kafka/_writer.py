@@ -188,9 +188,8 @@ class Writer:
             if owned.state is State.STALE:
                 self._settle(owned)
             if not owned.ready:
-                error = _not_serving(owned)
                 for req in reqs:
-                    req.fail(error)
+                    req.fail(_not_serving(owned, req))
                 continue
             group = owned.aggregate_type
             if group not in metadata:
@@ -198,9 +197,8 @@ class Writer:
             if GroupMember.of(metadata[group]).member_id != owned.member_id:
                 # The group no longer knows this process as the member the partition was
                 # assigned to (removed, or rejoined as another): the partition is lost.
-                error = _not_serving(owned, lost=True)
                 for req in reqs:
-                    req.fail(error)
+                    req.fail(_not_serving(owned, req, lost=True))
                 continue
             v = admit(
                 reqs,
@@ -407,8 +405,18 @@ def _request_offset(owned: OwnedPartition, v: Verdicts) -> int:
     return max(0, owned.request_commit_offset(forwarded))
 
 
-def _not_serving(owned: OwnedPartition, lost: bool = False) -> KesError:
+def _not_serving(owned: OwnedPartition, req: AppendRequest, lost: bool = False) -> KesError:
     where = f"{owned.topic}[{owned.partition}]"
+    if req.source is not None:
+        # A forwarded request's offset commits only with a later transaction of this
+        # owner: if the partition moves first, the next owner reads the request again and
+        # may carry it out. So not "nothing was written": the caller retries with the same
+        # event ids, which finds the events if they were.
+        return NotOwnerError(
+            f"{where} is not served here now ({owned.state.value}); the request may still be "
+            "carried out by the partition's next owner. Retry with the same event ids.",
+            "unknown",
+        )
     if lost or owned.state is State.LOST:
         return FencedError(
             f"{where}: another writer took over this partition (this process was presumed "

@@ -130,7 +130,7 @@ class KafkaEventStore(EventStore):
         while True:
             remaining = deadline - time.time()
             if remaining <= 0:
-                raise self.no_owner_error(m, p, aggregate_type, aggregate_id)
+                raise self.no_owner_error(m, p, request)
             owned = m.owner_of(p, remaining)
             try:
                 if owned is not None:
@@ -153,14 +153,20 @@ class KafkaEventStore(EventStore):
     # ---- pieces shared with kes.aio (the asyncio store drives the same machinery) ---------
 
     def no_owner_error(
-        self, m: WriterGroupMember, p: int, aggregate_type: str, aggregate_id: str
+        self, m: WriterGroupMember, p: int, request: AppendRequest
     ) -> StoreUnavailableError:
-        return StoreUnavailableError(
-            f"no owner of {m.topic}[{p}] accepted the append of {aggregate_type} "
-            f"{aggregate_id!r} within {self.config.request_timeout_s:.0f}s "
-            "(rebalancing, or no writer running?); nothing was written.",
-            "not_written",
+        where = (
+            f"no owner of {m.topic}[{p}] accepted the append of {request.aggregate_type} "
+            f"{request.aggregate_id!r} within {self.config.request_timeout_s:.0f}s "
+            "(rebalancing, or no writer running?)"
         )
+        if request.maybe_written:
+            return StoreUnavailableError(
+                f"{where}; an earlier attempt may still be carried out, so its outcome is "
+                "unknown. Retrying with the same event ids is safe.",
+                "unknown",
+            )
+        return StoreUnavailableError(f"{where}; nothing was written.", "not_written")
 
     def append_call(self, request: AppendRequest) -> AppendCall:
         """The forwarded form of ``request``."""
@@ -182,12 +188,14 @@ class KafkaEventStore(EventStore):
         if not reply.ok:
             error = reply_error(reply, request.aggregate_type, request.aggregate_id)
             if isinstance(error, NotOwnerError):
+                request.maybe_written |= error.outcome == "unknown"
                 return None
             raise error
         return AppendResult(
             reply.version,
             [Position(m.topic, p, o) for o in reply.offsets],
-            written=reply.written,
+            # Found stored after an attempt of this call that may have written it.
+            written=reply.written or request.maybe_written,
         )
 
     def read_call(
