@@ -19,7 +19,7 @@ from typing import Any
 import pytest
 from confluent_kafka.admin import AdminClient
 
-from kes import ConcurrencyError, KesError, NewEvent
+from kes import ANY, ConcurrencyError, KesError, NewEvent
 from kes.broker import LocalCluster
 from kes.store.kafka import KafkaConfig, KafkaEventStore
 from tests.faults import Outcomes, check_acknowledged, check_streams, read_log
@@ -121,20 +121,83 @@ def appends_through_a_broker_crash(
     assert during, "no append started and succeeded while one of three brokers was down"
 
 
+def test_appends_resume_while_the_writer_groups_coordinator_is_down(
+    cluster3: LocalCluster, kafka_config: KafkaConfig, tmp_path: Path
+) -> None:
+    """Kill the broker coordinating the writer group and keep it down for 40 s: appends
+    started after the kill are acknowledged before it comes back (librdkafka alone never
+    finishes the transaction's offset commit; the writer gives that producer up after
+    the transaction timeout and goes on with a new one), and none is lost."""
+    config = dataclasses.replace(
+        kafka_config,
+        bootstrap_servers=cluster3.bootstrap_servers,
+        partitions=6,
+        index_dir=str(tmp_path / "idx"),
+    )
+    result = Outcomes()
+    lock = threading.Lock()
+    stop = threading.Event()
+    with KafkaEventStore(config) as store:
+        store.owned_partitions("Race")
+
+        def work(i: int) -> None:
+            while not stop.is_set():
+                eid, t0 = str(uuid.uuid4()), time.time()
+                event = NewEvent(event_type="E", payload={}, event_id=eid)
+                try:
+                    r = store.append("Race", f"c-{i}", [event], ANY)
+                    with lock:
+                        row = {"agg": f"c-{i}", "id": eid, "version": r.version, "t0": t0}
+                        result.ok.append(row | {"t1": time.time()})
+                except KesError as exc:
+                    with lock:
+                        result.error.append({"id": eid, "error": str(exc), "t0": t0})
+
+        threads = [threading.Thread(target=work, args=(i,), daemon=True) for i in range(4)]
+        for t in threads:
+            t.start()
+        time.sleep(3)
+        victim = coordinator(config, None, "__consumer_offsets", config.writer_group("Race"))
+        cluster3.kill(victim)
+        killed_at = time.time()
+        try:
+            deadline = killed_at + 40
+            while time.time() < deadline and not any(r["t0"] > killed_at for r in list(result.ok)):
+                time.sleep(0.5)
+            time.sleep(2)
+        finally:
+            restarted_at = time.time()
+            cluster3.restart(victim)  # whatever happened: later tests need three nodes
+            stop.set()
+            for t in threads:
+                t.join(timeout=120)
+    assert not any(t.is_alive() for t in threads), "a worker thread never finished"
+    resumed = [r["t1"] - killed_at for r in result.ok if killed_at < r["t0"] < r["t1"]]
+    during = [r for r in result.ok if killed_at < r["t0"] and r["t1"] < restarted_at]
+    print(
+        f"\ncoordinator node {victim} killed: first append started after the kill acknowledged "
+        f"{min(resumed, default=float('nan')):.1f}s after it; {len(during)} while it was down"
+    )
+    assert during, "appends did not resume while the group coordinator's broker was down"
+    records = read_log(config.bootstrap_servers, config.topic("Race"), config.partitions)
+    check_streams(records)
+    check_acknowledged(records, result)
+
+
 def coordinators(config: KafkaConfig, conf: dict[str, Any] | None) -> set[int]:
-    """The nodes coordinating the writer's group and its transactions: the leaders of the
-    partitions of ``__consumer_offsets`` and ``__transaction_state`` their ids hash to."""
-    admin = AdminClient({**(conf or {}), "bootstrap.servers": config.bootstrap_servers})
-    topics = admin.list_topics(timeout=30).topics
-
-    def leader(topic: str, key: str) -> int:
-        partitions = topics[topic].partitions
-        return int(partitions[java_abs(java_hash(key)) % len(partitions)].leader)
-
+    """The nodes coordinating the writer's group and its transactions."""
     return {
-        leader("__consumer_offsets", config.writer_group("Race")),
-        leader("__transaction_state", config.writer_transactional_id()),
+        coordinator(config, conf, "__consumer_offsets", config.writer_group("Race")),
+        coordinator(config, conf, "__transaction_state", config.writer_transactional_id()),
     }
+
+
+def coordinator(config: KafkaConfig, conf: dict[str, Any] | None, topic: str, key: str) -> int:
+    """The leader of the partition of ``topic`` (``__consumer_offsets`` for a group,
+    ``__transaction_state`` for a transactional id) that ``key`` hashes to."""
+    admin = AdminClient({**(conf or {}), "bootstrap.servers": config.bootstrap_servers})
+    partitions = admin.list_topics(topic, timeout=30).topics[topic].partitions
+    return int(partitions[java_abs(java_hash(key)) % len(partitions)].leader)
 
 
 def java_hash(text: str) -> int:

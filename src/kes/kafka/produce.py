@@ -83,6 +83,9 @@ class TransactionalProducer:
         self.transactional_id = transactional_id
         self.timeout_ms = timeout_ms or config.transaction_timeout_ms
         self.op_timeout_s = max(self.timeout_ms / 1000, config.request_timeout_s)
+        # A call into librdkafka never returned (see send_offsets): the instance is
+        # finished, nothing more is called on it; a new producer takes over.
+        self.stuck = False
         conf = producer_conf(
             config,
             **{
@@ -152,7 +155,52 @@ class TransactionalProducer:
                     f"{member.member_id or '-'}, generation {member.generation})",
                 )
             )
-        self.producer.send_offsets_to_transaction(list(offsets), group_metadata, self.op_timeout_s)
+        self._send_offsets_or_give_up(list(offsets), group_metadata)
+
+    def _send_offsets_or_give_up(self, offsets: list[TopicPartition], group_metadata: Any) -> None:
+        """``send_offsets_to_transaction``, waited for at most the transaction timeout.
+
+        librdkafka (2.12; upstream issues #5511 and #5456) can wait forever in this call
+        when the broker that coordinated the group died: the dead broker stays its cached
+        coordinator, and the call's own timeout is not applied. Past the transaction's
+        timeout the transaction is lost anyway, so kes stops waiting there and gives this
+        producer up (:attr:`stuck`): the caller makes a new one with the same
+        transactional id, whose ``init_transactions`` fences this one and aborts what it
+        left open. The blocked call keeps this instance alive until it returns.
+        """
+        outcome: list[BaseException | None] = []
+        done = threading.Event()
+
+        def call() -> None:
+            try:
+                self.producer.send_offsets_to_transaction(
+                    offsets, group_metadata, self.op_timeout_s
+                )
+                outcome.append(None)
+            except BaseException as exc:  # handed to the waiting thread
+                outcome.append(exc)
+            finally:
+                done.set()
+
+        threading.Thread(target=call, name="kes-send-offsets", daemon=True).start()
+        wait_s = self.timeout_ms / 1000
+        if not done.wait(wait_s):
+            self.stuck = True
+            log.warning(
+                "%s: adding the consumed offsets to the transaction did not finish within "
+                "%.0fs (the group's coordinator broker is gone?); giving this producer up",
+                self.transactional_id,
+                wait_s,
+            )
+            raise StoreUnavailableError(
+                f"the transaction of {self.transactional_id!r} could not add its offsets "
+                f"within {wait_s:.0f}s (the group coordinator's broker is unreachable?); it "
+                "will be aborted and nothing of it is visible.",
+                "not_written",
+            )
+        error = outcome[0]
+        if error is not None:
+            raise error
 
     def commit(self) -> None:
         """Commit; a retriable failure is retried within the operation timeout."""
@@ -170,6 +218,8 @@ class TransactionalProducer:
 
     def abort(self) -> bool:
         """Abort the open transaction; False when even that failed (make a new producer)."""
+        if self.stuck:
+            return False
         try:
             self.producer.abort_transaction(self.op_timeout_s)
             self.in_transaction = False
@@ -182,6 +232,8 @@ class TransactionalProducer:
         self.producer.poll(timeout)
 
     def close(self) -> None:
+        if self.stuck:
+            return  # its blocked call still uses it; it is released when that returns
         with contextlib.suppress(KafkaException, RuntimeError):
             if self.in_transaction:
                 self.abort()
