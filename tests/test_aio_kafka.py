@@ -61,7 +61,10 @@ def test_cancelled_appends_are_all_or_nothing_and_decided_when_the_task_ends(
             if rng.random() < 0.1:
                 task.cancel()  # before it even started
             else:
-                loop.call_later(rng.uniform(0, 0.03), task.cancel)
+                # Delays from well under one transaction to several: some cancels land
+                # before the writer takes the append, some while it commits, on a busy
+                # machine too (where a transaction can take 100 ms).
+                loop.call_later(rng.uniform(0, 0.03) * rng.choice((1, 3, 10)), task.cancel)
             try:
                 await task
             except asyncio.CancelledError:
