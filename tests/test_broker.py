@@ -97,6 +97,9 @@ def test_three_nodes_keep_every_acknowledged_record_through_a_node_crash(
 ) -> None:
     topic = f"durable-{uuid.uuid4().hex[:8]}"
     admin = AdminClient({"bootstrap.servers": cluster3.bootstrap_servers})
+    # Learn the brokers first: librdkafka drops its bootstrap connections when the first
+    # metadata arrives, failing a request still in flight on one (_DESTROY_BROKER).
+    admin.list_topics(timeout=30)
     admin.create_topics([NewTopic(topic, 3, 3, config={"min.insync.replicas": "2"})])[topic].result(
         timeout=60
     )
