@@ -124,10 +124,11 @@ def appends_through_a_broker_crash(
 def test_appends_resume_while_the_writer_groups_coordinator_is_down(
     cluster3: LocalCluster, kafka_config: KafkaConfig, tmp_path: Path
 ) -> None:
-    """Kill the broker coordinating the writer group and keep it down for 40 s: appends
-    started after the kill are acknowledged before it comes back (librdkafka alone never
-    finishes the transaction's offset commit; the writer gives that producer up after
-    the transaction timeout and goes on with a new one), and none is lost."""
+    """Kill the broker coordinating the writer group and keep it down (up to 40 s) until
+    an append started after the kill is acknowledged: that must happen while it is down
+    (librdkafka alone did not finish the transaction's offset commit within 45 s; the
+    writer gives that producer up after the transaction timeout and goes on with a new
+    one), and no acknowledged append is lost."""
     config = dataclasses.replace(
         kafka_config,
         bootstrap_servers=cluster3.bootstrap_servers,
