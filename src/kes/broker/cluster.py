@@ -62,7 +62,9 @@ class LocalCluster:
     data_dir: str
     nodes: list[Node] = field(default_factory=list)
     cluster_id: str = ""
-    heap_mb: int = 512
+    # 512 MB ran out (OutOfMemoryError, then minutes of GC) on a broker that had served
+    # four runs of the test suite, i.e. some 10,000 topics; 1 GB leaves room.
+    heap_mb: int = 1024
     # Broker settings on top of kes's (for tests, e.g. a fast log cleaner); kept in
     # cluster.json so a restart keeps them.
     properties: dict[str, str] = field(default_factory=dict)
