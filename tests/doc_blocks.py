@@ -10,6 +10,7 @@ import sys
 import types
 from pathlib import Path
 
+import pytest
 from click.testing import CliRunner
 
 from kes.cli import cli
@@ -48,3 +49,28 @@ def run_blocks(doc: Path, module_name: str, env: dict[str, str]) -> types.Module
             result = CliRunner().invoke(cli, shlex.split(line)[1:], env=env)
             assert result.exit_code == 0, f"{line}\n{result.output}\n{result.exception!r}"
     return module
+
+
+def run_doc_against(
+    doc: Path,
+    module_name: str,
+    bootstrap_servers: str,
+    namespace: str,
+    tmp_path: Path,
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """Run ``doc``'s blocks as a user would: the ``KES_*`` environment pointing at the test
+    broker under ``namespace``, in ``tmp_path``; the module is forgotten afterwards."""
+    env = {
+        "KES_BOOTSTRAP_SERVERS": bootstrap_servers,
+        "KES_NAMESPACE": namespace,
+        "KES_INDEX_DIR": str(tmp_path / "index"),
+        "KES_PARTITIONS": "4",
+    }
+    for name, value in env.items():
+        monkeypatch.setenv(name, value)
+    monkeypatch.chdir(tmp_path)
+    try:
+        run_blocks(doc, module_name, env)
+    finally:
+        sys.modules.pop(module_name, None)

@@ -2,12 +2,11 @@
 
 from __future__ import annotations
 
-import sys
 from pathlib import Path
 
 import pytest
 
-from tests.doc_blocks import check_languages, run_blocks
+from tests.doc_blocks import check_languages, run_doc_against
 
 DOC = Path(__file__).resolve().parent.parent / "docs" / "projections.md"
 
@@ -20,16 +19,4 @@ def test_every_block_is_python_or_kes_commands() -> None:
 def test_doc_blocks_run(
     bootstrap_servers: str, unique: str, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    env = {
-        "KES_BOOTSTRAP_SERVERS": bootstrap_servers,
-        "KES_NAMESPACE": unique,
-        "KES_INDEX_DIR": str(tmp_path / "index"),
-        "KES_PARTITIONS": "4",
-    }
-    for name, value in env.items():
-        monkeypatch.setenv(name, value)
-    monkeypatch.chdir(tmp_path)
-    try:
-        run_blocks(DOC, "shop", env)
-    finally:
-        sys.modules.pop("shop", None)
+    run_doc_against(DOC, "shop", bootstrap_servers, unique, tmp_path, monkeypatch)
