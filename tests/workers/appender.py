@@ -116,19 +116,26 @@ def main() -> None:
 
 def pause_in_commit(trigger: str) -> None:
     """Make the next commit after ``trigger`` appears stop the whole process, the way a
-    long GC pause or a frozen VM would, at the worst moment for its successor."""
+    long GC pause or a frozen VM would, at the worst moment for its successor. FILE.paused
+    says when, and when that transaction began (its timeout runs from a moment after it)."""
     from kes.kafka.produce import TransactionalProducer
 
-    commit = TransactionalProducer.commit
+    begin, commit = TransactionalProducer.begin, TransactionalProducer.commit
+    begun: dict[int, float] = {}
+
+    def timed_begin(self: TransactionalProducer) -> None:
+        begun[id(self)] = time.time()
+        begin(self)
 
     def paused_commit(self: TransactionalProducer) -> None:
         if os.path.exists(trigger):
             os.remove(trigger)
             with open(trigger + ".paused", "w") as f:
-                json.dump({"at": time.time()}, f)
+                json.dump({"at": time.time(), "begun": begun[id(self)]}, f)
             os.kill(os.getpid(), signal.SIGSTOP)
         commit(self)
 
+    TransactionalProducer.begin = timed_begin  # type: ignore[method-assign]
     TransactionalProducer.commit = paused_commit  # type: ignore[method-assign]
 
 
