@@ -203,7 +203,7 @@ def headers(envelope: Envelope) -> list[tuple[str, bytes]]:
         ("schemaVersion", str(envelope.schema_version).encode()),
         ("contentType", CONTENT_TYPE.encode()),
     ]
-    for name in ("correlationId", "causationId"):
+    for name in ("correlationId", "causationId", "traceparent", "tracestate"):
         value = envelope.metadata.get(name)
         if value is not None:
             hs.append((name, value.encode()))

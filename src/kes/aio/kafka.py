@@ -47,6 +47,7 @@ from kes.store.kafka._routing import (
     reply_error,
 )
 from kes.store.kafka.store import OWNER_WAIT_S, KafkaEventStore
+from kes.tracing import append_span
 
 __all__ = ["AsyncKafkaEventStore"]
 
@@ -104,6 +105,16 @@ class AsyncKafkaEventStore(AsyncEventStore):
         expected_version: Expected,
     ) -> AppendResult:
         check_append(aggregate_type, aggregate_id, events, expected_version)
+        with append_span(aggregate_type, aggregate_id, events) as traced:
+            return await self._append(aggregate_type, aggregate_id, traced, expected_version)
+
+    async def _append(
+        self,
+        aggregate_type: str,
+        aggregate_id: str,
+        events: Sequence[NewEvent],
+        expected_version: Expected,
+    ) -> AppendResult:
         store = self.sync
         m = self._members.get(aggregate_type) or await self._member(aggregate_type)
         p = partition_for(aggregate_id, m.partitions)

@@ -7,6 +7,7 @@ from typing import Any
 import click
 
 from kes.kafka.config import KafkaConfig
+from kes.logs import FORMATS
 
 json_option = click.option("--json", "as_json", is_flag=True, help="Machine-readable output.")
 bootstrap_option = click.option(
@@ -15,6 +16,24 @@ bootstrap_option = click.option(
     default="127.0.0.1:9092",
     show_default=True,
     help="Kafka to talk to (env KES_BOOTSTRAP_SERVERS).",
+)
+
+
+log_format_option = click.option(
+    "--log-format",
+    type=click.Choice(FORMATS),
+    envvar="KES_LOG_FORMAT",
+    default="text",
+    show_default=True,
+    help="Log lines as text, or as JSON objects for a log collector (env KES_LOG_FORMAT).",
+)
+metrics_port_option = click.option(
+    "--metrics-port",
+    type=click.IntRange(1, 65535),
+    envvar="KES_METRICS_PORT",
+    default=None,
+    help="Serve Prometheus metrics at http://127.0.0.1:PORT/metrics (env KES_METRICS_PORT; "
+    "KES_METRICS_HOST=0.0.0.0 for other hosts). With -n N, member i serves on PORT+i.",
 )
 
 

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import logging
+import os
 import signal
 import time
 from datetime import UTC, datetime
@@ -20,7 +21,15 @@ from rich.progress import (
 )
 from rich.table import Table
 
-from kes.cli.options import bootstrap_option, json_option, kafka_config, prefix_option
+from kes import logs, metrics
+from kes.cli.options import (
+    bootstrap_option,
+    json_option,
+    kafka_config,
+    log_format_option,
+    metrics_port_option,
+    prefix_option,
+)
 from kes.projections.admin import (
     GroupStatus,
     group_status,
@@ -56,21 +65,32 @@ def _serve(runner: ProjectionRunner) -> RunStats:
 @click.argument("spec")
 @click.option("--processes", "-n", default=1, show_default=True, help="Group members to run.")
 @database_option
+@metrics_port_option
+@log_format_option
 @bootstrap_option
 @prefix_option
 def run(
-    spec: str, processes: int, database: str | None, bootstrap_servers: str, topic_prefix: str
+    spec: str,
+    processes: int,
+    database: str | None,
+    metrics_port: int | None,
+    log_format: str,
+    bootstrap_servers: str,
+    topic_prefix: str,
 ) -> None:
     """Run the projection SPEC (MODULE:CLASS) until interrupted.
 
     Example: kes project run examples.users.read_models:UserDirectory -n 3
     """
-    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s %(message)s")
+    logs.configure(logging.INFO, log_format)
     config = kafka_config(bootstrap_servers, topic_prefix)
     if processes < 1:
         raise click.BadParameter(f"must be >= 1, got {processes}", param_hint="--processes")
     if processes > 1:
-        raise SystemExit(run_processes(spec, config, processes, database))
+        os.environ["KES_LOG_FORMAT"] = log_format  # the members log alike
+        raise SystemExit(run_processes(spec, config, processes, database, metrics_port))
+    if metrics_port is not None:
+        metrics.serve(metrics_port)
     projection = load_projection(spec)()
     stats = _serve(ProjectionRunner(projection, config, database=database))
     click.echo(f"{projection.name}: {stats.records} events in {stats.seconds:.1f}s")
@@ -79,16 +99,25 @@ def run(
 @project.command()
 @click.argument("aggregate_types", nargs=-1, required=True)
 @click.option("--processes", "-n", default=1, show_default=True, help="Group members to run.")
+@metrics_port_option
+@log_format_option
 @bootstrap_option
 @prefix_option
 def derive(
-    aggregate_types: tuple[str, ...], processes: int, bootstrap_servers: str, topic_prefix: str
+    aggregate_types: tuple[str, ...],
+    processes: int,
+    metrics_port: int | None,
+    log_format: str,
+    bootstrap_servers: str,
+    topic_prefix: str,
 ) -> None:
     """Keep per-event-type topics (<event topic>.<EventType>) of AGGREGATE_TYPES, exactly once.
 
     Example: kes project derive User   (fills kes.events.User.UserCreated, ...)
     """
-    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s %(message)s")
+    logs.configure(logging.INFO, log_format)
+    if metrics_port is not None:
+        metrics.serve(metrics_port)
     config = kafka_config(bootstrap_servers, topic_prefix)
     if processes > 1:
         click.echo("derive runs one process per command; start it N times to scale out.")

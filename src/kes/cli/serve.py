@@ -2,11 +2,10 @@
 
 from __future__ import annotations
 
-import logging
-
 import click
 
-from kes.cli.options import bootstrap_option, kafka_config, prefix_option
+from kes import logs
+from kes.cli.options import bootstrap_option, kafka_config, log_format_option, prefix_option
 from kes.errors import InvalidInputError
 
 # uvicorn's httptools parser drops the body of a request that asks to upgrade to h2c,
@@ -78,6 +77,7 @@ HTTP_IMPL = "h11"
     show_default=True,
     type=click.Choice(["critical", "error", "warning", "info", "debug"]),
 )
+@log_format_option
 @bootstrap_option
 @prefix_option
 def serve(
@@ -96,6 +96,7 @@ def serve(
     schemas: bool,
     schemas_topic: str | None,
     log_level: str,
+    log_format: str,
     bootstrap_servers: str,
     topic_prefix: str | None,
 ) -> None:
@@ -126,9 +127,7 @@ def serve(
     )
     settings.check_listen(host)
     config = kafka_config(bootstrap_servers, topic_prefix, role=role)
-    logging.basicConfig(
-        level=log_level.upper(), format="%(asctime)s %(levelname)s %(name)s: %(message)s"
-    )
+    logs.configure(log_level.upper(), log_format)
     keys = KafkaKeyRing.from_env(config)  # a KEK given is checked now
     store = KafkaEventStore(config)
     registry = SchemaRegistry(config, topic=schemas_topic) if schemas else None
@@ -149,6 +148,8 @@ def serve(
             ssl_certfile=ssl_certfile,
             ssl_keyfile=ssl_keyfile,
             access_log=log_level == "debug",
+            # JSON: uvicorn's loggers go through the root logger set up above
+            log_config=None if log_format == "json" else uvicorn.config.LOGGING_CONFIG,
             timeout_graceful_shutdown=5,
         )
     finally:

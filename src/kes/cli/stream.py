@@ -3,13 +3,21 @@
 from __future__ import annotations
 
 import json
-import logging
+import os
 from types import ModuleType
 
 import click
 from rich.console import Console
 
-from kes.cli.options import bootstrap_option, json_option, kafka_config, prefix_option
+from kes import logs
+from kes.cli.options import (
+    bootstrap_option,
+    json_option,
+    kafka_config,
+    log_format_option,
+    metrics_port_option,
+    prefix_option,
+)
 from kes.cli.project import print_group
 from kes.errors import KesError
 
@@ -45,6 +53,8 @@ def stream() -> None:
 @click.option("--processes", "-n", default=1, show_default=True, help="Group members to run.")
 @state_dir_option
 @click.option("--verbose", "-v", is_flag=True, help="Log what Quix Streams does (INFO).")
+@metrics_port_option
+@log_format_option
 @bootstrap_option
 @prefix_option
 def run(
@@ -52,6 +62,8 @@ def run(
     processes: int,
     state_dir: str,
     verbose: bool,
+    metrics_port: int | None,
+    log_format: str,
     bootstrap_servers: str,
     topic_prefix: str,
 ) -> None:
@@ -60,13 +72,19 @@ def run(
     Example: kes stream run examples.bank.streams:monitoring -n 2
     """
     level = "INFO" if verbose else "WARNING"
-    logging.basicConfig(level=level, format="%(asctime)s %(name)s %(message)s")
+    logs.configure(level, log_format)
     config = kafka_config(bootstrap_servers, topic_prefix)
     if processes < 1:
         raise click.BadParameter(f"must be >= 1, got {processes}", param_hint="--processes")
+    runner = _runner()
     if processes > 1:
-        raise SystemExit(_runner().run_processes(spec, config, processes, state_dir, level))
-    pipeline = _runner().load_pipeline(spec)
+        os.environ["KES_LOG_FORMAT"] = log_format  # the members log alike
+        raise SystemExit(
+            runner.run_processes(spec, config, processes, state_dir, level, metrics_port)
+        )
+    pipeline = runner.load_pipeline(spec)
+    if metrics_port is not None:
+        runner.serve_metrics(config, pipeline, metrics_port, report_lag=True)
     click.echo(
         f"{pipeline.name}: group {pipeline.group(config)}, dead letters to "
         f"{pipeline.dead_letter_topic(config)}, late records to {pipeline.late_topic(config)}",

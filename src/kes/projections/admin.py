@@ -16,6 +16,7 @@ from confluent_kafka import (
     TopicPartition,
 )
 
+from kes import logs, metrics
 from kes.errors import StoreUnavailableError
 from kes.kafka.clients import plain_consumer, reader
 from kes.kafka.config import KafkaConfig
@@ -41,7 +42,12 @@ def load_projection(spec: str) -> type[Projection]:
 # ---- several processes ------------------------------------------------------------------
 
 
-def _run_child(spec: str, fields: dict[str, Any], database: str | None, index: int) -> None:
+def _run_child(
+    spec: str, fields: dict[str, Any], database: str | None, index: int, metrics_port: int | None
+) -> None:
+    logs.configure()
+    if metrics_port is not None:
+        metrics.serve(metrics_port + index)
     fields = dict(fields, member_name=f"{fields['member_name']}-{index}")
     runner = ProjectionRunner(load_projection(spec)(), KafkaConfig(**fields), database=database)
     signal.signal(signal.SIGTERM, lambda *_: runner.stop())
@@ -49,13 +55,19 @@ def _run_child(spec: str, fields: dict[str, Any], database: str | None, index: i
     runner.run()
 
 
-def run_processes(spec: str, config: KafkaConfig, processes: int, database: str | None) -> int:
-    """Run ``processes`` members of the projection's group; returns the worst exit code."""
+def run_processes(
+    spec: str,
+    config: KafkaConfig,
+    processes: int,
+    database: str | None,
+    metrics_port: int | None = None,
+) -> int:
+    """Run ``processes`` members of the projection's group (member ``i`` serves its
+    metrics on ``metrics_port + i``); returns the worst exit code."""
     fields = dataclasses.asdict(config)
     fields.pop("logger", None)
-    return run_members(
-        _run_child, [(spec, fields, database, i) for i in range(processes)], "kes-project"
-    )
+    args = [(spec, fields, database, i, metrics_port) for i in range(processes)]
+    return run_members(_run_child, args, "kes-project")
 
 
 # ---- status --------------------------------------------------------------------------------

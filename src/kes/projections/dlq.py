@@ -13,6 +13,7 @@ from dataclasses import dataclass
 
 from confluent_kafka import Message
 
+from kes import metrics
 from kes.kafka.clients import producer
 from kes.kafka.config import KafkaConfig
 from kes.kafka.consume import scan
@@ -112,6 +113,7 @@ class DeadLetters:
             headers=dlq_headers(msg, self.projection, error, attempts),
         )
         self.parked += 1
+        metrics.parked(self.projection)
 
     def park(self, msg: Message, error: BaseException, attempts: int) -> None:
         """Produce and wait until Kafka has it; raises StoreUnavailableError otherwise
@@ -127,6 +129,7 @@ class DeadLetters:
             what=f"record {msg.topic()}[{msg.partition()}]@{msg.offset()} to park",
         )
         self.parked += 1
+        metrics.parked(self.projection)
 
     def close(self) -> None:
         if self._producer is not None:

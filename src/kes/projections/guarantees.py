@@ -10,11 +10,14 @@ from datetime import datetime
 import msgspec
 from confluent_kafka import Consumer, KafkaException, Message, TopicPartition
 
+from kes import metrics
 from kes.domain import UnknownEventError
 from kes.envelope import Position, decode
+from kes.logs import record_fields
 from kes.projections._aio import resolve
 from kes.projections.dlq import DeadLetters
 from kes.projections.projection import Projection, ProjectionEvent
+from kes.tracing import handler_span
 
 log = logging.getLogger("kes.projections")
 
@@ -93,7 +96,13 @@ def handle_or_park(
     try:
         event = to_event(projection, msg, since)
     except UNREADABLE as exc:
-        log.warning("%s: %s cannot be read (%s); parked", projection.name, where(msg), exc)
+        log.warning(
+            "%s: %s cannot be read (%s); parked",
+            projection.name,
+            where(msg),
+            exc,
+            extra=record_fields(msg, projection.name),
+        )
         dead_letters.park(msg, exc, 1)
         return False
     if event is None:
@@ -101,9 +110,10 @@ def handle_or_park(
     handler = projection.handlers[event.event_type]
     while True:
         try:
-            done = handler(event)
-            if done is not None:
-                resolve(done)
+            with handler_span(projection.name, msg):
+                done = handler(event)
+                if done is not None:
+                    resolve(done)
             return True
         except Exception as exc:
             if attempt >= projection.max_attempts:
@@ -114,10 +124,18 @@ def handle_or_park(
                     attempt,
                     exc,
                     dead_letters.topic,
+                    extra=record_fields(msg, projection.name),
                 )
                 dead_letters.park(msg, exc, attempt)
                 return False
-            log.warning("%s: %s failed (%r); retrying", projection.name, where(msg), exc)
+            log.warning(
+                "%s: %s failed (%r); retrying",
+                projection.name,
+                where(msg),
+                exc,
+                extra=record_fields(msg, projection.name),
+            )
+            metrics.retried(projection.name)
             backoff(projection, attempt)
             attempt += 1
 
@@ -154,11 +172,19 @@ def handle_batch(
         if event is None:
             continue
         try:
-            done = handlers[event.event_type](event)
-            if done is not None:
-                resolve(done)  # an async def handler: run to completion before the next
+            with handler_span(projection.name, msg):
+                done = handlers[event.event_type](event)
+                if done is not None:
+                    resolve(done)  # an async def handler: run to completion before the next
         except Exception as exc:
-            log.warning("%s: %s failed (%r); retrying", projection.name, where(msg), exc)
+            log.warning(
+                "%s: %s failed (%r); retrying",
+                projection.name,
+                where(msg),
+                exc,
+                extra=record_fields(msg, projection.name),
+            )
+            metrics.retried(projection.name)
             backoff(projection, 1)
             handle_or_park(projection, dead_letters, msg, 2, since)
     return offsets

@@ -12,13 +12,16 @@ from typing import NamedTuple
 
 from confluent_kafka import Consumer, KafkaException, Message, TopicPartition
 
+from kes import metrics
 from kes.errors import KesError
 from kes.kafka.config import KafkaConfig
 from kes.kafka.errors import Failure, classify
 from kes.kafka.produce import TransactionalProducer
+from kes.logs import record_fields
 from kes.projections.dlq import DeadLetters
 from kes.projections.guarantees import Key, Strategy, as_tps, backoff, next_offsets, where
 from kes.projections.projection import KafkaProcessor
+from kes.tracing import handler_span
 
 log = logging.getLogger("kes.projections")
 
@@ -79,7 +82,8 @@ class KafkaExactlyOnce(Strategy):
         attempt = 1
         while True:
             try:
-                return list(self.projection.process(msg))
+                with handler_span(self.projection.name, msg):
+                    return list(self.projection.process(msg))
             except Exception as exc:
                 if attempt >= self.projection.max_attempts:
                     log.error(
@@ -88,11 +92,13 @@ class KafkaExactlyOnce(Strategy):
                         where(msg),
                         attempt,
                         exc,
+                        extra=record_fields(msg, self.projection.name),
                     )
                     self.dead_letters.produce(msg, exc, attempt)  # in this transaction
                     return []
                 backoff(self.projection, attempt)
                 attempt += 1
+                metrics.retried(self.projection.name)
 
     def _abort(self, exc: BaseException) -> None:
         if classify(exc) is not Failure.PRODUCER_FENCED and self.producer.abort():

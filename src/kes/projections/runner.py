@@ -18,6 +18,7 @@ from typing import TYPE_CHECKING
 
 from confluent_kafka import Consumer, KafkaError, KafkaException, Message, TopicPartition
 
+from kes import metrics
 from kes.kafka.clients import group_consumer
 from kes.kafka.config import KafkaConfig
 from kes.kafka.consume import drain
@@ -37,6 +38,7 @@ if TYPE_CHECKING:
 log = logging.getLogger("kes.projections")
 
 DB_ENV = "KES_PROJECTION_DB"
+LAG_EVERY_S = 1.0  # how often the kes_consumer_lag gauges are brought up to date
 
 
 @dataclass
@@ -161,6 +163,7 @@ class ProjectionRunner:
         gone = {(tp.topic, tp.partition) for tp in partitions}
         self.stats.assigned -= gone
         self._at_end -= gone
+        metrics.forget_lag(self.projection.name, gone)
         log.info("%s: revoked %s", self.projection.name, _names(partitions))
         if self.on_assignment is not None:
             self.on_assignment(set(self.stats.assigned))
@@ -177,11 +180,16 @@ class ProjectionRunner:
             on_lost=self._on_revoke,
         )
         log.info("%s: started as %s", self.projection.describe(), self.config.member_name)
+        next_lag = 0.0
         try:
             while not self._stop.is_set():
                 records = self._next_batch(consumer)
                 if records:
+                    started = time.monotonic()
                     self.strategy.process(consumer, records)
+                    metrics.batch_handled(
+                        self.projection.name, len(records), time.monotonic() - started
+                    )
                     self.stats.records += len(records)
                     self.stats.batches += 1
                     positions = self.stats.positions
@@ -189,6 +197,9 @@ class ProjectionRunner:
                         positions[(m.topic(), m.partition())] = m.offset() + 1
                     if self.on_batch is not None:
                         self.on_batch(self.stats)
+                if metrics.enabled() and time.monotonic() >= next_lag:
+                    next_lag = time.monotonic() + LAG_EVERY_S
+                    metrics.lag(self.projection.name, _lags(consumer, self.stats.assigned))
                 if self.until_caught_up and self._caught_up():
                     break
         finally:
@@ -242,6 +253,28 @@ def projection_key_ring(config: KafkaConfig, projection: Projection) -> KeyRing:
 
     needs = projection.describe() if projection.reads_personal_data else None
     return KafkaKeyRing.from_env(config, required_by=needs)
+
+
+def _lags(consumer: Consumer, assigned: set[Key]) -> list[tuple[str, int, int]]:
+    """(topic, partition, records behind) of the assigned partitions, from what the
+    consumer knows already: its position and the end its last fetch reported (no call
+    to the broker)."""
+    out: list[tuple[str, int, int]] = []
+    tps = [TopicPartition(t, p) for t, p in assigned]
+    try:
+        positions = consumer.position(tps)
+    except KafkaException:
+        return out
+    for tp in positions:
+        if tp.offset < 0:
+            continue  # nothing fetched yet
+        try:
+            _, high = consumer.get_watermark_offsets(tp, cached=True)
+        except KafkaException:
+            continue
+        if high >= 0:
+            out.append((tp.topic, tp.partition, max(0, high - tp.offset)))
+    return out
 
 
 def _names(partitions: list[TopicPartition]) -> str:

@@ -13,7 +13,9 @@ from typing import Any
 
 from confluent_kafka import OFFSET_BEGINNING, Consumer, KafkaException, Message, TopicPartition
 
+from kes import metrics
 from kes.envelope import RecordedEvent
+from kes.logs import record_fields
 from kes.projections.checkpoints import CheckpointStore, Tx
 from kes.projections.dlq import DeadLetters
 from kes.projections.errors import CheckpointConflictError
@@ -28,6 +30,7 @@ from kes.projections.guarantees import (
     where,
 )
 from kes.projections.projection import SqlProjection, dispatch
+from kes.tracing import handler_span
 
 log = logging.getLogger("kes.projections")
 
@@ -127,7 +130,8 @@ class SqlExactlyOnce(Strategy):
             if event is None:
                 continue
             try:
-                dispatch(projection, event, tx)
+                with handler_span(projection.name, msg):
+                    dispatch(projection, event, tx)
             except Exception as exc:
                 raise _Poison(i, exc) from exc
 
@@ -152,6 +156,7 @@ class SqlExactlyOnce(Strategy):
             while attempt < self.projection.max_attempts:
                 backoff(self.projection, attempt)
                 attempt += 1
+                metrics.retried(self.name)
                 try:
                     self._commit([msg], handle=True)
                     return True
@@ -162,7 +167,13 @@ class SqlExactlyOnce(Strategy):
                     return False
                 except _Poison as poison:
                     error = poison.error
-                    log.warning("%s: %s failed again (%r)", self.name, where(msg), error)
+                    log.warning(
+                        "%s: %s failed again (%r)",
+                        self.name,
+                        where(msg),
+                        error,
+                        extra=record_fields(msg, self.name),
+                    )
         log.error(
             "%s: %s failed %d time(s), last with %r; parked in %s",
             self.name,
@@ -170,6 +181,7 @@ class SqlExactlyOnce(Strategy):
             attempt,
             error,
             self.dead_letters.topic,
+            extra=record_fields(msg, self.name),
         )
         # Parked before the offset moves past it: a crash in between parks it twice
         # (the DLQ is at-least-once), never zero times.

@@ -24,6 +24,7 @@ from kes.serve.settings import ServeSettings
 from kes.serve.sse import SseStats, Subscription
 from kes.serve.tail import Tails, encode_event
 from kes.store.base import check_stream, check_type
+from kes.tracing import continued
 
 __all__ = ["EventsApi"]
 
@@ -91,9 +92,10 @@ class EventsApi:
             body, request.headers.get("if-match"), self.settings.max_events_per_append
         )
         try:
-            result = await self.gateway.append(
-                aggregate_type, aggregate_id, parsed.events, parsed.expected
-            )
+            with continued(request.headers):  # the caller's trace, when it sends one
+                result = await self.gateway.append(
+                    aggregate_type, aggregate_id, parsed.events, parsed.expected
+                )
         except InvalidInputError as exc:
             raise from_kes_error(exc, "events") from None
         self.appends += 1

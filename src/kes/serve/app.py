@@ -9,6 +9,7 @@ import logging
 from collections.abc import AsyncIterator
 from typing import TYPE_CHECKING, Any
 
+from prometheus_client import CONTENT_TYPE_LATEST, REGISTRY, generate_latest
 from starlette.applications import Starlette
 from starlette.exceptions import HTTPException
 from starlette.middleware import Middleware
@@ -76,7 +77,10 @@ def create_app(
 
     async def metrics(request: Request) -> Response:
         guard(request, "read")
-        return PlainTextResponse(api.metrics() if api else "")
+        # The process's kes metrics (its writer, when it owns partitions), then the
+        # gateway's own.
+        text = generate_latest(REGISTRY).decode() + (api.metrics() if api else "")
+        return PlainTextResponse(text, media_type=CONTENT_TYPE_LATEST)
 
     routes: list[BaseRoute] = [
         Route("/healthz", healthz),

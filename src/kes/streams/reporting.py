@@ -12,6 +12,7 @@ import msgspec
 from quixstreams import message_context
 from quixstreams.dataframe import StreamingDataFrame
 
+from kes import metrics
 from kes.projections import dlq
 from kes.streams.source import BadRecord, KeySerializer
 
@@ -37,6 +38,12 @@ def dead_letter_filter(sdf: StreamingDataFrame, pipeline: str, topic: str) -> Ca
             ctx.offset,
             value.reason,
             topic,
+            extra={
+                "topic": ctx.topic,
+                "partition": ctx.partition,
+                "offset": ctx.offset,
+                "consumer": pipeline,
+            },
         )
         headers = dlq.parking_headers(
             list(original or []),
@@ -49,6 +56,7 @@ def dead_letter_filter(sdf: StreamingDataFrame, pipeline: str, topic: str) -> Ca
         producer.produce(
             topic=topic, key=to_key(key), value=value.value, headers=headers, timestamp=timestamp
         )
+        metrics.parked(pipeline)
         return False
 
     return park
@@ -84,6 +92,7 @@ def late_reporter(sdf: StreamingDataFrame, pipeline: str, topic: str) -> Callabl
         producer.produce(
             topic=topic, key=to_key(key), value=msgspec.json.encode(record), timestamp=timestamp_ms
         )
+        metrics.late_record(pipeline)
         log.warning(
             "pipeline %s: late record %s[%d]@%d for window [%d, %d) of %s, %d ms too late; "
             "written to %s",
@@ -96,6 +105,12 @@ def late_reporter(sdf: StreamingDataFrame, pipeline: str, topic: str) -> Callabl
             store_name,
             late_by_ms,
             topic,
+            extra={
+                "topic": topic_name,
+                "partition": partition,
+                "offset": offset,
+                "consumer": pipeline,
+            },
         )
         return False  # logged here already
 

@@ -3,11 +3,15 @@
 from __future__ import annotations
 
 import dataclasses
+import logging
+import threading
+import time
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from kes.errors import InvalidInputError
+from kes import logs, metrics
+from kes.errors import InvalidInputError, KesError
 from kes.kafka.clients import reader
 from kes.kafka.config import KafkaConfig
 from kes.kafka.consume import read_range, watermarks
@@ -15,6 +19,10 @@ from kes.kafka.topics import Topics
 from kes.processes import import_attribute, run_members
 from kes.projections.admin import GroupStatus, group_status
 from kes.streams.pipeline import Pipeline
+
+log = logging.getLogger("kes.streams")
+
+LAG_EVERY_S = 5.0
 
 
 def load_pipeline(spec: str) -> Pipeline:
@@ -30,10 +38,39 @@ def member_state_dir(state_dir: str | Path, pipeline: Pipeline, index: int) -> P
     return Path(state_dir) / pipeline.name / f"member-{index}"
 
 
+def serve_metrics(config: KafkaConfig, pipeline: Pipeline, port: int, report_lag: bool) -> None:
+    """Serve this process's metrics on ``port``; with ``report_lag``, keep the group's
+    ``kes_consumer_lag`` (from its committed positions) up to date every few seconds."""
+    metrics.serve(port)
+    if report_lag:
+        threading.Thread(
+            target=_report_lag, args=(config, pipeline), name="kes-lag", daemon=True
+        ).start()
+
+
+def _report_lag(config: KafkaConfig, pipeline: Pipeline) -> None:
+    group = pipeline.group(config)
+    while True:
+        try:
+            st = group_status(config, group)
+            metrics.lag(pipeline.name, [(p.topic, p.partition, p.lag) for p in st.partitions])
+        except KesError as exc:
+            log.info("pipeline %s: lag not known now: %s", pipeline.name, exc)
+        time.sleep(LAG_EVERY_S)
+
+
 def _run_child(
-    spec: str, fields: dict[str, Any], state_dir: str, index: int, loglevel: str
+    spec: str,
+    fields: dict[str, Any],
+    state_dir: str,
+    index: int,
+    loglevel: str,
+    metrics_port: int | None,
 ) -> None:
+    logs.configure(loglevel)
     pipeline = load_pipeline(spec)
+    if metrics_port is not None:
+        serve_metrics(KafkaConfig(**fields), pipeline, metrics_port + index, index == 0)
     streams = pipeline.application(
         KafkaConfig(**fields),
         state_dir=member_state_dir(state_dir, pipeline, index),
@@ -43,15 +80,22 @@ def _run_child(
 
 
 def run_processes(
-    spec: str, config: KafkaConfig, processes: int, state_dir: str, loglevel: str = "WARNING"
+    spec: str,
+    config: KafkaConfig,
+    processes: int,
+    state_dir: str,
+    loglevel: str = "WARNING",
+    metrics_port: int | None = None,
 ) -> int:
-    """Run ``processes`` members of the pipeline's group; returns the worst exit code."""
+    """Run ``processes`` members of the pipeline's group (member ``i`` serves its metrics
+    on ``metrics_port + i``; member 0 reports the group's lag); returns the worst exit
+    code."""
     if processes < 1:
         raise InvalidInputError(f"--processes must be >= 1, got {processes}.")
     load_pipeline(spec)  # fail here, once, rather than in every child
     fields = dataclasses.asdict(config)
     fields.pop("logger", None)
-    args = [(spec, fields, state_dir, i, loglevel) for i in range(processes)]
+    args = [(spec, fields, state_dir, i, loglevel, metrics_port) for i in range(processes)]
     return run_members(_run_child, args, "kes-stream")
 
 

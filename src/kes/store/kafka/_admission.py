@@ -25,8 +25,16 @@ from dataclasses import dataclass, field
 
 import msgspec
 
+from kes import metrics
 from kes.envelope import NewEvent, Position, template
-from kes.errors import ConcurrencyError, EventTooLargeError, KesError, StoreUnavailableError
+from kes.errors import (
+    ConcurrencyError,
+    EventTooLargeError,
+    FencedError,
+    KesError,
+    NotOwnerError,
+    StoreUnavailableError,
+)
 from kes.store.base import AppendResult, Expected, ExpectedVersion, expected_matches
 from kes.store.kafka._index import RecentIds
 
@@ -132,6 +140,8 @@ class AppendRequest:
                 return
             self.result, self.error = result, error
         self._waiting.release()
+        if metrics.enabled():
+            metrics.append_finished(self.aggregate_type, _outcome(result, error))
         if self.on_done is not None:
             self.on_done(self)
 
@@ -277,3 +287,14 @@ def may_be_stored(expected: Expected, events: int, actual: int) -> bool:
 def stored_ids_match(req: AppendRequest, stored_ids: list[str]) -> bool:
     """Whether the ids stored at versions ``expected+1..expected+n`` are the request's."""
     return stored_ids == [e.event_id for e in req.events]
+
+
+def _outcome(result: AppendResult | None, error: KesError | None) -> str:
+    """How an append ended, as the ``kes_appends_total`` metric labels it."""
+    if result is not None:
+        return "written" if result.written else "duplicate"
+    if isinstance(error, ConcurrencyError):
+        return "conflict"
+    if isinstance(error, NotOwnerError | FencedError):
+        return "moved"
+    return "failed"

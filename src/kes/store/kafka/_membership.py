@@ -25,6 +25,7 @@ from confluent_kafka import (
     TopicPartition,
 )
 
+from kes import metrics
 from kes.errors import (
     AccessDeniedError,
     InvalidInputError,
@@ -239,6 +240,7 @@ class WriterGroupMember:
 
     def _take(self, consumer: Consumer, owned: OwnedPartition) -> None:
         p = owned.partition
+        started = time.monotonic()
         try:
             self.writer.ensure_producer()
             owned.take()
@@ -249,14 +251,18 @@ class WriterGroupMember:
         except KesError as exc:
             log.warning("%s[%d]: could not take ownership (%s); will retry", self.topic, p, exc)
             self._failed.add(p)
+            metrics.takeover(self.aggregate_type, None, 0)
             return
         except Exception:
             log.exception("%s[%d]: takeover failed; will retry", self.topic, p)
             self._failed.add(p)
+            metrics.takeover(self.aggregate_type, None, 0)
             return
         if self._owned.get(p) is owned and owned.set_state(State.READY, only_from=State.STARTING):
             with contextlib.suppress(KafkaException, RuntimeError):
                 consumer.resume([TopicPartition(self.request_topic, p)])
+            metrics.index_size(owned.topic, p, len(owned.index))
+            metrics.takeover(self.aggregate_type, time.monotonic() - started, len(self.owned()))
 
     def _request_position(self, consumer: Consumer, partition: int) -> int:
         """Where forwarded requests of ``partition`` resume: the group's committed offset
@@ -307,6 +313,8 @@ class WriterGroupMember:
             return
         was_ready = owned.ready
         owned.set_state(state)
+        metrics.owned(self.aggregate_type, len(self.owned()))
+        metrics.forget_partition(owned.topic, partition)
         if was_ready:
             owned.save_index()
 
@@ -330,6 +338,7 @@ class WriterGroupMember:
             )
             return
         call_digest = digest(msg.value())
+        metrics.forwarded(call.aggregate_type, "served")
         if partition_for(call.aggregate_id, self.partitions) != msg.partition():
             # Served here, it would put the aggregate's events in another partition than
             # its key's, where no read finds them and no version check sees them.

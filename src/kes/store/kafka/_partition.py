@@ -102,6 +102,12 @@ class OwnedPartition:
             len(self.index),
             self.caught_up_events,
             self.index.next_offset,
+            extra={
+                "aggregate_type": self.aggregate_type,
+                "topic": self.topic,
+                "partition": self.partition,
+                "offset": self.index.next_offset,
+            },
         )
 
     def catch_up(self) -> int:

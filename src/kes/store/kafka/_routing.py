@@ -28,6 +28,7 @@ from concurrent.futures import Future
 import msgspec
 from confluent_kafka import Consumer, KafkaError, Message, Producer, TopicPartition
 
+from kes import metrics
 from kes.envelope import NewEvent
 from kes.errors import (
     ConcurrencyError,
@@ -240,6 +241,7 @@ class Router:
         self._start()
         future: Future[Reply] = Future()
         value = encoder.encode(call)
+        metrics.forwarded(call.aggregate_type, "sent")
         with self._lock:
             self._pending[call.id] = (digest(value), future)
         doing = f"forwarding a {type(call).__name__} to {request_topic}[{partition}]"

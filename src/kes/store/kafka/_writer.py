@@ -19,6 +19,7 @@ from typing import Any, Protocol
 
 from confluent_kafka import KafkaError, Message, TopicPartition
 
+from kes import metrics
 from kes.envelope import Position, decode
 from kes.errors import (
     ConcurrencyError,
@@ -227,6 +228,7 @@ class Writer:
     def _commit(
         self, accepted: list[tuple[OwnedPartition, Verdicts]], metadata: dict[str, Any]
     ) -> None:
+        started = time.monotonic()
         try:
             offsets = self._transaction(accepted, metadata)
         except Exception as exc:
@@ -234,6 +236,11 @@ class Writer:
             return
         self.stats.transactions += 1
         self.stats.partitions_written += len(accepted)
+        if metrics.enabled():
+            events: dict[str, int] = {}
+            for owned, v in accepted:
+                events[owned.aggregate_type] = events.get(owned.aggregate_type, 0) + v.records
+            metrics.transaction_committed(time.monotonic() - started, events)
         for owned, v in accepted:
             found = offsets[owned]
             entries: list[tuple[str, int, int]] = []
@@ -250,6 +257,7 @@ class Writer:
                 results.append((req, AppendResult(records[-1].version, positions)))
             owned.index.record_many(entries)
             self.stats.events += len(entries)
+            metrics.index_size(owned.topic, owned.partition, len(owned.index))
             for req, result in results:
                 req.resolve(result)
             if owned.index.events_since_save >= self.config.index_checkpoint_every:
@@ -314,6 +322,7 @@ class Writer:
             kind = Failure.ABORTABLE  # not acknowledged in time: abort, nothing visible
         producer = self._producer
         self.stats.aborted += 1
+        metrics.transaction_aborted()
         log.warning("writer: transaction failed (%s): %s", kind.value, exc)
         if kind in (Failure.GROUP_FENCED, Failure.ABORTABLE):
             if producer is not None and producer.abort():
@@ -325,6 +334,7 @@ class Writer:
         # The producer is finished (fenced, or a commit of unknown outcome): a new one
         # settles what this one left open; the partitions are read again before serving.
         self.stats.recoveries += 1
+        metrics.writer_recovered()
         with self._producer_lock:
             if self._producer is not None:
                 self._producer.close()
@@ -342,6 +352,7 @@ class Writer:
         if producer is None or not producer.abort():
             return False
         self.stats.aborted += 1
+        metrics.transaction_aborted()
         topics = ", ".join(sorted({owned.topic for owned, _ in accepted}))
         right = need(self.config, "TOPIC", accepted[0][0].topic, "WRITE", "writer")
         error = error_of(err, f"appending to {topics}", need=right)

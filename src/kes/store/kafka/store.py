@@ -40,6 +40,7 @@ from kes.store.kafka._routing import (
     reply_error,
 )
 from kes.store.kafka._writer import Writer
+from kes.tracing import append_span
 
 log = logging.getLogger("kes.store")
 
@@ -122,6 +123,16 @@ class KafkaEventStore(EventStore):
         expected_version: Expected,
     ) -> AppendResult:
         check_append(aggregate_type, aggregate_id, events, expected_version)
+        with append_span(aggregate_type, aggregate_id, events) as traced:
+            return self._append(aggregate_type, aggregate_id, traced, expected_version)
+
+    def _append(
+        self,
+        aggregate_type: str,
+        aggregate_id: str,
+        events: Sequence[NewEvent],
+        expected_version: Expected,
+    ) -> AppendResult:
         m = self.member(aggregate_type)
         p = partition_for(aggregate_id, m.partitions)
         deadline = time.time() + self.config.request_timeout_s
