@@ -235,13 +235,16 @@ def test_runner_stops_on_request(
         poll_timeout_s=0.1,
         on_batch=lambda stats: handled.set(),
     )
-    t = threading.Thread(target=runner.run)
-    t.start()
+    t = threading.Thread(target=runner.run, daemon=True)  # a runner that never stops
+    t.start()  # must not hold the test session at exit
     assert handled.wait(60), "the projection never handled a batch"  # demonstrably running
     runner.stop()
     t.join(30)
     assert not t.is_alive(), "the runner did not stop"
     assert runner.stats.records == 5
+    assert runner.stats.parked == 0, "the handler failed: the projection read but did nothing"
+    with sqlite3.connect(tmp_path / "a.db") as db:
+        assert db.execute("SELECT count(*) FROM applied").fetchone() == (5,)
 
 
 def test_async_handlers_run_to_completion_in_log_order_before_offsets_move(

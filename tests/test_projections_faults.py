@@ -206,9 +206,9 @@ def test_exactly_once_sql_read_model_equals_the_log_after_kill_9s(
         CHAOS_SECONDS,
         KILLS,
     )
-    appended = appender.stop()
-    records, want = from_log(kafka_config)
-    try:
+    try:  # the projectors are stopped whatever happens next
+        appended = appender.stop()
+        records, want = from_log(kafka_config)
         converged = wait_until(lambda: read_totals(table) == want, 90)
         got = read_totals(table)
         print(
@@ -252,9 +252,9 @@ def test_exactly_once_with_async_handlers_into_postgresql_equals_the_log_after_k
         seconds,
         kills_wanted,
     )
-    appended = appender.stop()
-    records, want = from_log(kafka_config)
-    try:
+    try:  # the projectors are stopped whatever happens next
+        appended = appender.stop()
+        records, want = from_log(kafka_config)
         converged = wait_until(lambda: read_totals() == want, 90)
         got = read_totals()
         print(
@@ -309,10 +309,10 @@ def test_kafka_offset_guarantees_hold_after_kill_9s(
         CHAOS_SECONDS,
         KILLS,
     )
-    appended = appender.stop()
-    records, _ = from_log(kafka_config)
-    ids = {r["eventId"] for r in records}
-    try:
+    try:  # the projectors are stopped whatever happens next
+        appended = appender.stop()
+        records, _ = from_log(kafka_config)
+        ids = {r["eventId"] for r in records}
         if guarantee == "at_least_once":
             assert wait_until(lambda: ids <= set(applied_ids(path)), 90), "events missed"
         else:

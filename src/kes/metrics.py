@@ -15,6 +15,7 @@ import contextlib
 import os
 import threading
 from collections.abc import Iterable
+from typing import Any
 
 from prometheus_client import REGISTRY, Counter, Gauge, Histogram, start_http_server
 
@@ -111,19 +112,31 @@ INDEX_AGGREGATES = Gauge(
 )
 
 
+_children: dict[tuple[Any, ...], Any] = {}
+
+
+def _child(metric: Any, *labels: str) -> Any:
+    """``metric.labels(*labels)``, looked up once (labels() takes a lock, builds a key)."""
+    key = (metric, *labels)
+    child = _children.get(key)
+    if child is None:
+        child = _children[key] = metric.labels(*labels)
+    return child
+
+
 def append_finished(aggregate_type: str, outcome: str) -> None:
     if _on:
-        APPENDS.labels(aggregate_type, outcome).inc()
+        _child(APPENDS, aggregate_type, outcome).inc()
 
 
 def transaction_committed(seconds: float, events_by_type: dict[str, int]) -> None:
     if not _on:
         return
-    TRANSACTIONS.labels("committed").inc()
+    _child(TRANSACTIONS, "committed").inc()
     TRANSACTION_SECONDS.observe(seconds)
     TRANSACTION_EVENTS.observe(sum(events_by_type.values()))
     for t, n in events_by_type.items():
-        EVENTS.labels(t).inc(n)
+        _child(EVENTS, t).inc(n)
 
 
 def transaction_aborted() -> None:
@@ -160,11 +173,12 @@ def writer_recovered() -> None:
 
 def index_size(topic: str, partition: int, aggregates: int) -> None:
     if _on:
-        INDEX_AGGREGATES.labels(topic, str(partition)).set(aggregates)
+        _child(INDEX_AGGREGATES, topic, str(partition)).set(aggregates)
 
 
 def forget_partition(topic: str, partition: int) -> None:
     """An owned partition is gone: drop its per-partition series."""
+    _children.pop((INDEX_AGGREGATES, topic, str(partition)), None)
     with contextlib.suppress(KeyError):
         INDEX_AGGREGATES.remove(topic, str(partition))
 

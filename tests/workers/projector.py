@@ -95,7 +95,10 @@ class Applied(Projection):
 
     def __init__(self) -> None:
         super().__init__()
-        self.db = sqlite3.connect(self.path, timeout=60, isolation_level=None)
+        # The runner calls handlers from its own thread, maybe not the one making this.
+        self.db = sqlite3.connect(
+            self.path, timeout=60, isolation_level=None, check_same_thread=False
+        )
         self.db.execute("PRAGMA journal_mode=WAL")
         self.db.execute("CREATE TABLE IF NOT EXISTS applied (event_id TEXT, pid INTEGER)")
 
