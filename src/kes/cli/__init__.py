@@ -11,6 +11,7 @@ from kes.cli.forget import forget
 from kes.cli.project import project
 from kes.cli.schemas import schemas
 from kes.cli.serve import serve
+from kes.cli.status import status
 from kes.cli.store import events, index, topics
 from kes.cli.stream import stream
 from kes.errors import KesError
@@ -33,6 +34,7 @@ cli.add_command(dlq)
 cli.add_command(stream)
 cli.add_command(serve)
 cli.add_command(forget)
+cli.add_command(status)
 
 
 def main() -> None:

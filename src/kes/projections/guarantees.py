@@ -117,16 +117,7 @@ def handle_or_park(
             return True
         except Exception as exc:
             if attempt >= projection.max_attempts:
-                log.error(
-                    "%s: %s failed %d times, last with %r; parked in %s",
-                    projection.name,
-                    where(msg),
-                    attempt,
-                    exc,
-                    dead_letters.topic,
-                    extra=record_fields(msg, projection.name),
-                )
-                dead_letters.park(msg, exc, attempt)
+                park_failed(projection, dead_letters, msg, exc, attempt)
                 return False
             log.warning(
                 "%s: %s failed (%r); retrying",
@@ -177,6 +168,9 @@ def handle_batch(
                 if done is not None:
                     resolve(done)  # an async def handler: run to completion before the next
         except Exception as exc:
+            if projection.max_attempts <= 1:
+                park_failed(projection, dead_letters, msg, exc, 1)
+                continue
             log.warning(
                 "%s: %s failed (%r); retrying",
                 projection.name,
@@ -188,6 +182,26 @@ def handle_batch(
             backoff(projection, 1)
             handle_or_park(projection, dead_letters, msg, 2, since)
     return offsets
+
+
+def park_failed(
+    projection: Projection,
+    dead_letters: DeadLetters,
+    msg: Message,
+    error: Exception,
+    attempts: int,
+) -> None:
+    """Park ``msg`` whose handler failed ``attempts`` times (the last with ``error``)."""
+    log.error(
+        "%s: %s failed %d time(s), last with %r; parked in %s",
+        projection.name,
+        where(msg),
+        attempts,
+        error,
+        dead_letters.topic,
+        extra=record_fields(msg, projection.name),
+    )
+    dead_letters.park(msg, error, attempts)
 
 
 class AtMostOnce(Strategy):

@@ -12,10 +12,8 @@ from typing import Any
 
 from kes import logs, metrics
 from kes.errors import InvalidInputError, KesError
-from kes.kafka.clients import reader
 from kes.kafka.config import KafkaConfig
-from kes.kafka.consume import read_range, watermarks
-from kes.kafka.topics import Topics
+from kes.kafka.consume import count_records
 from kes.processes import import_attribute, run_members
 from kes.projections.admin import GroupStatus, group_status
 from kes.streams.pipeline import Pipeline
@@ -122,23 +120,6 @@ def pipeline_status(config: KafkaConfig, pipeline: Pipeline) -> PipelineStatus:
     return PipelineStatus(
         pipeline.name,
         group,
-        _records(config, pipeline.late_topic(config)),
-        _records(config, pipeline.dead_letter_topic(config)),
+        count_records(config, pipeline.late_topic(config)),
+        count_records(config, pipeline.dead_letter_topic(config)),
     )
-
-
-def _records(config: KafkaConfig, topic: str) -> int:
-    """Records committed to a topic, counted by reading it."""
-    info = Topics(config).describe(topic)
-    if info is None:
-        return 0
-    consumer = reader(config)
-    try:
-        count = 0
-        for p in range(info.partitions):
-            low, high = watermarks(config, topic, p)
-            wait_s = config.open_transaction_wait_s
-            count += sum(1 for _ in read_range(consumer, topic, p, low, high, wait_s))
-        return count
-    finally:
-        consumer.close()
