@@ -37,6 +37,33 @@ metrics_port_option = click.option(
 )
 
 
+def supervision_options(fn: Any) -> Any:
+    """``--supervise``, ``--stall-timeout`` and ``--max-restarts`` of ``run`` commands."""
+    fn = click.option(
+        "--max-restarts",
+        type=click.IntRange(min=0),
+        default=5,
+        show_default=True,
+        help="Restarts of one member within 10 minutes before every member is stopped and "
+        "the command exits with status 1.",
+    )(fn)
+    fn = click.option(
+        "--stall-timeout",
+        type=click.FloatRange(min=0),
+        default=300.0,
+        show_default=True,
+        help="Kill (SIGKILL) and restart a member that made no progress for this many "
+        "seconds while it had records to read: frozen or hung (0: never).",
+    )(fn)
+    return click.option(
+        "--supervise",
+        is_flag=True,
+        help="Run a single member (-n 1) as a supervised process too: restarted when it "
+        "exits or stalls, its state shown by `status` and checked by `alive`. "
+        "With -n 2 or more, members are always supervised.",
+    )(fn)
+
+
 def _remember_namespace(ctx: click.Context, _param: click.Parameter, value: str | None) -> None:
     if value is not None:
         ctx.meta["kes.namespace"] = value

@@ -8,6 +8,8 @@ import os
 import signal
 import time
 from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
 
 import click
 from rich.console import Console
@@ -29,7 +31,9 @@ from kes.cli.options import (
     log_format_option,
     metrics_port_option,
     prefix_option,
+    supervision_options,
 )
+from kes.processes import Supervision, read_state, state_file
 from kes.projections.admin import (
     GroupStatus,
     group_status,
@@ -65,6 +69,7 @@ def _serve(runner: ProjectionRunner) -> RunStats:
 @click.argument("spec")
 @click.option("--processes", "-n", default=1, show_default=True, help="Group members to run.")
 @database_option
+@supervision_options
 @metrics_port_option
 @log_format_option
 @bootstrap_option
@@ -73,6 +78,9 @@ def run(
     spec: str,
     processes: int,
     database: str | None,
+    supervise: bool,
+    stall_timeout: float,
+    max_restarts: int,
     metrics_port: int | None,
     log_format: str,
     bootstrap_servers: str,
@@ -86,9 +94,14 @@ def run(
     config = kafka_config(bootstrap_servers, topic_prefix)
     if processes < 1:
         raise click.BadParameter(f"must be >= 1, got {processes}", param_hint="--processes")
-    if processes > 1:
+    if processes > 1 or supervise:
         os.environ["KES_LOG_FORMAT"] = log_format  # the members log alike
-        raise SystemExit(run_processes(spec, config, processes, database, metrics_port))
+        sup = Supervision(
+            max_restarts=max_restarts,
+            stall_s=stall_timeout,
+            state_file=state_file("project", load_projection(spec).name),
+        )
+        raise SystemExit(run_processes(spec, config, processes, database, metrics_port, sup))
     if metrics_port is not None:
         metrics.serve(metrics_port)
     projection = load_projection(spec)()
@@ -251,10 +264,70 @@ def status(
     st = group_status(
         config, config.group_id(group), list(aggregate_types), database, checkpoint_name=group
     )
+    supervisor = read_state(state_file("project", group))
     if as_json:
-        click.echo(json.dumps(st.as_dict(), indent=2))
+        extra = {"supervisor": supervisor} if supervisor is not None else {}
+        click.echo(json.dumps(st.as_dict() | extra, indent=2))
         return
-    print_group(Console(), st)
+    console = Console()
+    print_group(console, st)
+    if supervisor is not None:
+        print_supervisor(console, supervisor)
+
+
+@project.command()
+@click.argument("name")
+@click.option(
+    "--max-age",
+    type=click.FloatRange(min=1),
+    default=15.0,
+    show_default=True,
+    help="Seconds within which the supervisor must have written its state.",
+)
+def alive(name: str, max_age: float) -> None:
+    """Liveness probe of `kes project run --supervise` (or -n 2+) of the projection
+    NAME, run in the same directory: exit 0 when its supervisor wrote its state within
+    --max-age seconds and no member is stalled; exit 1 saying what is wrong otherwise."""
+    raise SystemExit(probe(state_file("project", name), max_age))
+
+
+def print_supervisor(console: Console, state: dict[str, Any]) -> None:
+    """What a supervisor last wrote: its members, their restarts and errors."""
+    age = time.time() - float(state["updated_at"])
+    console.print(f"supervisor pid {state['supervisor_pid']}, state written {age:.0f}s ago")
+    table = Table("member", "pid", "alive", "restarts", "last exit", "last error", "stalled")
+    for m in state["members"]:
+        table.add_row(
+            str(m["index"]),
+            str(m["pid"]),
+            "yes" if m["alive"] else "no",
+            str(m["restarts"]),
+            "-" if m["last_exit"] is None else str(m["last_exit"]),
+            m["last_error"] or "-",
+            "yes" if m["stalled_since"] else "no",
+        )
+    console.print(table)
+
+
+def probe(path: Path, max_age: float) -> int:
+    """0 when the supervisor state at ``path`` is fresh and no member is stalled."""
+    state = read_state(path)
+    if state is None:
+        click.echo(f"not alive: no supervisor state at {path} (not running here?)", err=True)
+        return 1
+    age = time.time() - float(state["updated_at"])
+    if state.get("stopping"):
+        click.echo(f"not alive: the supervisor (pid {state['supervisor_pid']}) stopped", err=True)
+        return 1
+    if age > max_age:
+        click.echo(f"not alive: state last written {age:.0f}s ago (> {max_age:.0f}s)", err=True)
+        return 1
+    stalled = [m["index"] for m in state["members"] if m["stalled_since"]]
+    if stalled:
+        click.echo(f"not alive: member(s) {stalled} stalled", err=True)
+        return 1
+    click.echo(f"alive: {len(state['members'])} member(s), state written {age:.0f}s ago")
+    return 0
 
 
 def print_group(console: Console, st: GroupStatus) -> None:

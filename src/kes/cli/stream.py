@@ -17,9 +17,11 @@ from kes.cli.options import (
     log_format_option,
     metrics_port_option,
     prefix_option,
+    supervision_options,
 )
-from kes.cli.project import print_group
+from kes.cli.project import print_group, print_supervisor, probe
 from kes.errors import KesError
+from kes.processes import Supervision, read_state, state_file
 
 
 def _runner() -> ModuleType:
@@ -53,6 +55,7 @@ def stream() -> None:
 @click.option("--processes", "-n", default=1, show_default=True, help="Group members to run.")
 @state_dir_option
 @click.option("--verbose", "-v", is_flag=True, help="Log what Quix Streams does (INFO).")
+@supervision_options
 @metrics_port_option
 @log_format_option
 @bootstrap_option
@@ -62,6 +65,9 @@ def run(
     processes: int,
     state_dir: str,
     verbose: bool,
+    supervise: bool,
+    stall_timeout: float,
+    max_restarts: int,
     metrics_port: int | None,
     log_format: str,
     bootstrap_servers: str,
@@ -77,12 +83,17 @@ def run(
     if processes < 1:
         raise click.BadParameter(f"must be >= 1, got {processes}", param_hint="--processes")
     runner = _runner()
-    if processes > 1:
-        os.environ["KES_LOG_FORMAT"] = log_format  # the members log alike
-        raise SystemExit(
-            runner.run_processes(spec, config, processes, state_dir, level, metrics_port)
-        )
     pipeline = runner.load_pipeline(spec)
+    if processes > 1 or supervise:
+        os.environ["KES_LOG_FORMAT"] = log_format  # the members log alike
+        sup = Supervision(
+            max_restarts=max_restarts,
+            stall_s=stall_timeout,
+            state_file=state_file("stream", pipeline.name),
+        )
+        raise SystemExit(
+            runner.run_processes(spec, config, processes, state_dir, level, metrics_port, sup)
+        )
     if metrics_port is not None:
         runner.serve_metrics(config, pipeline, metrics_port, report_lag=True)
     click.echo(
@@ -106,9 +117,12 @@ def status(spec: str, as_json: bool, bootstrap_servers: str, topic_prefix: str) 
     how many records it reported late or parked as dead letters."""
     config = kafka_config(bootstrap_servers, topic_prefix)
     r = _runner()
-    st = r.pipeline_status(config, r.load_pipeline(spec))
+    pipeline = r.load_pipeline(spec)
+    st = r.pipeline_status(config, pipeline)
+    supervisor = read_state(state_file("stream", pipeline.name))
     if as_json:
-        click.echo(json.dumps(st.as_dict(), indent=2))
+        extra = {"supervisor": supervisor} if supervisor is not None else {}
+        click.echo(json.dumps(st.as_dict() | extra, indent=2))
         return
     console = Console()
     console.print(
@@ -116,3 +130,21 @@ def status(spec: str, as_json: bool, bootstrap_servers: str, topic_prefix: str) 
         f"{st.dead_letters:,} dead letter(s)"
     )
     print_group(console, st.group)
+    if supervisor is not None:
+        print_supervisor(console, supervisor)
+
+
+@stream.command()
+@click.argument("name")
+@click.option(
+    "--max-age",
+    type=click.FloatRange(min=1),
+    default=15.0,
+    show_default=True,
+    help="Seconds within which the supervisor must have written its state.",
+)
+def alive(name: str, max_age: float) -> None:
+    """Liveness probe of `kes stream run --supervise` (or -n 2+) of the pipeline NAME,
+    run in the same directory: exit 0 when its supervisor wrote its state within
+    --max-age seconds and no member is stalled; exit 1 saying what is wrong otherwise."""
+    raise SystemExit(probe(state_file("stream", name), max_age))

@@ -6,6 +6,7 @@ from __future__ import annotations
 import dataclasses
 import signal
 import time
+from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
@@ -23,7 +24,7 @@ from kes.kafka.config import KafkaConfig
 from kes.kafka.consume import read_range, watermarks
 from kes.kafka.errors import kafka_errors
 from kes.kafka.topics import Topics
-from kes.processes import import_attribute, run_members
+from kes.processes import Supervision, import_attribute, run_members
 from kes.projections._aio import resolve
 from kes.projections.checkpoints import CheckpointStore, open_checkpoints
 from kes.projections.errors import ProjectionError
@@ -43,13 +44,20 @@ def load_projection(spec: str) -> type[Projection]:
 
 
 def _run_child(
-    spec: str, fields: dict[str, Any], database: str | None, index: int, metrics_port: int | None
+    spec: str,
+    fields: dict[str, Any],
+    database: str | None,
+    index: int,
+    metrics_port: int | None,
+    heartbeat: Callable[[], None],
 ) -> None:
     logs.configure()
     if metrics_port is not None:
         metrics.serve(metrics_port + index)
     fields = dict(fields, member_name=f"{fields['member_name']}-{index}")
-    runner = ProjectionRunner(load_projection(spec)(), KafkaConfig(**fields), database=database)
+    runner = ProjectionRunner(
+        load_projection(spec)(), KafkaConfig(**fields), database=database, heartbeat=heartbeat
+    )
     signal.signal(signal.SIGTERM, lambda *_: runner.stop())
     signal.signal(signal.SIGINT, lambda *_: runner.stop())
     runner.run()
@@ -61,13 +69,15 @@ def run_processes(
     processes: int,
     database: str | None,
     metrics_port: int | None = None,
+    supervision: Supervision | None = None,
 ) -> int:
-    """Run ``processes`` members of the projection's group (member ``i`` serves its
-    metrics on ``metrics_port + i``); returns the worst exit code."""
+    """Run ``processes`` supervised members of the projection's group (member ``i``
+    serves its metrics on ``metrics_port + i``); returns the worst exit code."""
+    load_projection(spec)  # fail here, once, rather than in every member
     fields = dataclasses.asdict(config)
     fields.pop("logger", None)
     args = [(spec, fields, database, i, metrics_port) for i in range(processes)]
-    return run_members(_run_child, args, "kes-project")
+    return run_members(_run_child, args, "kes-project", supervision)
 
 
 # ---- status --------------------------------------------------------------------------------

@@ -72,6 +72,10 @@ class ProjectionRunner:
     ``keys`` decrypts personal fields; by default a ``KafkaKeyRing`` with the KEK of
     ``KES_KEK_FILE`` / ``KES_KEK``, checked here: a wrong KEK, or none for a projection
     whose aggregates declare personal fields, fails before anything is read.
+
+    ``heartbeat`` is called after each batch, and (at most every second) while this
+    member has nothing left to read: a supervisor that stops hearing it while the member
+    has records to read knows it is frozen or hung (kes.processes).
     """
 
     def __init__(
@@ -87,6 +91,7 @@ class ProjectionRunner:
         on_assignment: Callable[[set[Key]], None] | None = None,
         since: datetime | None = None,
         keys: KeyRing | None = None,
+        heartbeat: Callable[[], None] | None = None,
     ) -> None:
         if since is not None and since.tzinfo is None:
             raise ProjectionError(f"since must be timezone-aware, got {since!r}.")
@@ -100,6 +105,7 @@ class ProjectionRunner:
         self.poll_timeout_s = poll_timeout_s
         self.on_batch = on_batch
         self.on_assignment = on_assignment
+        self.heartbeat = heartbeat
         self.stats = RunStats()
         self._stop = threading.Event()
         self._at_end: set[Key] = set()
@@ -197,9 +203,14 @@ class ProjectionRunner:
                         positions[(m.topic(), m.partition())] = m.offset() + 1
                     if self.on_batch is not None:
                         self.on_batch(self.stats)
-                if metrics.enabled() and time.monotonic() >= next_lag:
+                    if self.heartbeat is not None:
+                        self.heartbeat()
+                if time.monotonic() >= next_lag:
                     next_lag = time.monotonic() + LAG_EVERY_S
-                    metrics.lag(self.projection.name, _lags(consumer, self.stats.assigned))
+                    lags = _lags(consumer, self.stats.assigned)
+                    metrics.lag(self.projection.name, lags)
+                    if self.heartbeat is not None and not any(behind for _, _, behind in lags):
+                        self.heartbeat()  # nothing to read: idle, not stalled
                 if self.until_caught_up and self._caught_up():
                     break
         finally:

@@ -137,6 +137,7 @@ class Pipeline:
             "consumer_extra_config": {
                 **client,
                 "isolation.level": "read_committed",
+                "client.id": config.member_name,  # the owner `status` names
                 "session.timeout.ms": config.session_timeout_ms,
                 "heartbeat.interval.ms": max(1000, config.session_timeout_ms // 5),
             },

@@ -6,6 +6,7 @@ import dataclasses
 import logging
 import threading
 import time
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -14,7 +15,7 @@ from kes import logs, metrics
 from kes.errors import InvalidInputError, KesError
 from kes.kafka.config import KafkaConfig
 from kes.kafka.consume import count_records
-from kes.processes import import_attribute, run_members
+from kes.processes import Supervision, import_attribute, run_members
 from kes.projections.admin import GroupStatus, group_status
 from kes.streams.pipeline import Pipeline
 
@@ -64,17 +65,42 @@ def _run_child(
     index: int,
     loglevel: str,
     metrics_port: int | None,
+    heartbeat: Callable[[], None],
 ) -> None:
     logs.configure(loglevel)
     pipeline = load_pipeline(spec)
+    config = KafkaConfig(**dict(fields, member_name=f"{fields['member_name']}-{index}"))
     if metrics_port is not None:
-        serve_metrics(KafkaConfig(**fields), pipeline, metrics_port + index, index == 0)
+        serve_metrics(config, pipeline, metrics_port + index, index == 0)
+    threading.Thread(
+        target=_beat_when_caught_up,
+        args=(config, pipeline, heartbeat),
+        name="kes-heartbeat",
+        daemon=True,
+    ).start()
     streams = pipeline.application(
-        KafkaConfig(**fields),
+        config,
         state_dir=member_state_dir(state_dir, pipeline, index),
         loglevel=loglevel,
+        on_message_processed=lambda *_: heartbeat(),
     )
     streams.app.run()
+
+
+def _beat_when_caught_up(
+    config: KafkaConfig, pipeline: Pipeline, heartbeat: Callable[[], None]
+) -> None:
+    """Beat while none of this member's partitions has anything left to read (its
+    records beat as they are processed): idle is not stalled."""
+    group = pipeline.group(config)
+    while True:
+        try:
+            st = group_status(config, group, must_exist=False)
+            if not any(p.lag for p in st.partitions if p.owner == config.member_name):
+                heartbeat()
+        except KesError as exc:
+            log.info("pipeline %s: cannot tell whether it is caught up: %s", pipeline.name, exc)
+        time.sleep(LAG_EVERY_S)
 
 
 def run_processes(
@@ -84,17 +110,18 @@ def run_processes(
     state_dir: str,
     loglevel: str = "WARNING",
     metrics_port: int | None = None,
+    supervision: Supervision | None = None,
 ) -> int:
-    """Run ``processes`` members of the pipeline's group (member ``i`` serves its metrics
-    on ``metrics_port + i``; member 0 reports the group's lag); returns the worst exit
-    code."""
+    """Run ``processes`` supervised members of the pipeline's group (member ``i`` serves
+    its metrics on ``metrics_port + i``; member 0 reports the group's lag); returns the
+    worst exit code."""
     if processes < 1:
         raise InvalidInputError(f"--processes must be >= 1, got {processes}.")
     load_pipeline(spec)  # fail here, once, rather than in every child
     fields = dataclasses.asdict(config)
     fields.pop("logger", None)
     args = [(spec, fields, state_dir, i, loglevel, metrics_port) for i in range(processes)]
-    return run_members(_run_child, args, "kes-stream")
+    return run_members(_run_child, args, "kes-stream", supervision)
 
 
 @dataclass
