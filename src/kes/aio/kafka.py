@@ -36,7 +36,7 @@ from kes.errors import NotOwnerError, StoreUnavailableError
 from kes.kafka.config import KafkaConfig, Role
 from kes.partitioning import partition_for
 from kes.store.base import AppendResult, Expected, check_append, check_read, check_stream
-from kes.store.kafka._admission import AppendRequest
+from kes.store.kafka._admission import AppendRequest, check_event_times
 from kes.store.kafka._membership import WriterGroupMember
 from kes.store.kafka._routing import (
     REPLY_GRACE_S,
@@ -105,6 +105,7 @@ class AsyncKafkaEventStore(AsyncEventStore):
         expected_version: Expected,
     ) -> AppendResult:
         check_append(aggregate_type, aggregate_id, events, expected_version)
+        check_event_times(aggregate_type, aggregate_id, events, self.config.max_event_time_ahead_s)
         with append_span(aggregate_type, aggregate_id, events) as traced:
             return await self._append(aggregate_type, aggregate_id, traced, expected_version)
 

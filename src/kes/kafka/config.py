@@ -102,6 +102,10 @@ class KafkaConfig:
     max_batch_events: int = 10_000  # per transaction
     index_checkpoint_every: int = 50_000  # events between index snapshots on disk
     recent_event_ids: int = 20_000  # per partition: repeated appends within it are no-ops
+    # Event times further ahead of this machine's clock are refused: Kafka refuses record
+    # timestamps more than log.message.timestamp.after.max.ms (1 h by default) ahead, and
+    # a pipeline that stamps its records with event time would stall on them.
+    max_event_time_ahead_s: float = 3300.0
     member_name: str = field(default_factory=_default_member_name)
     # ``User:<name>`` this process authenticates as; None: the SASL user or the client
     # certificate's common name (kes.kafka.security.principal_name).
@@ -119,6 +123,10 @@ class KafkaConfig:
             )
         if self.role not in ("writer", "client"):
             raise InvalidInputError(f"role must be 'writer' or 'client', got {self.role!r}.")
+        if self.max_event_time_ahead_s <= 0:
+            raise InvalidInputError(
+                f"max_event_time_ahead_s must be > 0, got {self.max_event_time_ahead_s}."
+            )
         if self.transaction_timeout_ms < 1000:
             raise InvalidInputError(
                 f"transaction_timeout_ms must be >= 1000, got {self.transaction_timeout_ms}."
@@ -132,7 +140,8 @@ class KafkaConfig:
         ``KES_BOOTSTRAP_SERVERS``, ``KES_NAMESPACE``, ``KES_TOPIC_PREFIX``,
         ``KES_PARTITIONS``, ``KES_REPLICATION_FACTOR``, ``KES_ROLE`` (writer|client),
         ``KES_INSTANCE_ID``, ``KES_INDEX_DIR``, ``KES_SESSION_TIMEOUT_MS``,
-        ``KES_TRANSACTION_TIMEOUT_MS``, ``KES_REQUEST_TIMEOUT_S``, ``KES_PRINCIPAL``
+        ``KES_TRANSACTION_TIMEOUT_MS``, ``KES_REQUEST_TIMEOUT_S``, ``KES_PRINCIPAL``,
+        ``KES_MAX_EVENT_TIME_AHEAD_S``
         (``User:<name>``, when kes cannot tell it from the SASL user or the client
         certificate), and ``KES_KAFKA_<SETTING>`` passed to confluent-kafka as
         ``<setting>`` (e.g. ``KES_KAFKA_SECURITY_PROTOCOL=SASL_SSL`` ->
@@ -327,4 +336,5 @@ _ENV: tuple[tuple[str, str, type], ...] = (
     ("KES_TRANSACTION_TIMEOUT_MS", "transaction_timeout_ms", int),
     ("KES_REQUEST_TIMEOUT_S", "request_timeout_s", float),
     ("KES_PRINCIPAL", "principal", str),
+    ("KES_MAX_EVENT_TIME_AHEAD_S", "max_event_time_ahead_s", float),
 )

@@ -22,6 +22,7 @@ import threading
 import time
 from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass, field
+from datetime import UTC, datetime, timedelta
 
 import msgspec
 
@@ -31,6 +32,7 @@ from kes.errors import (
     ConcurrencyError,
     EventTooLargeError,
     FencedError,
+    InvalidInputError,
     KesError,
     NotOwnerError,
     StoreUnavailableError,
@@ -298,3 +300,22 @@ def _outcome(result: AppendResult | None, error: KesError | None) -> str:
     if isinstance(error, NotOwnerError | FencedError):
         return "moved"
     return "failed"
+
+
+def check_event_times(
+    aggregate_type: str, aggregate_id: str, events: Sequence[NewEvent], ahead_s: float
+) -> None:
+    """Refuse events stamped more than ``ahead_s`` ahead of this machine's clock (see
+    ``KafkaConfig.max_event_time_ahead_s``); nothing is written."""
+    limit = datetime.now(UTC) + timedelta(seconds=ahead_s)
+    for e in events:
+        if e.timestamp is not None and e.timestamp.tzinfo is not None and e.timestamp > limit:
+            ahead = (e.timestamp - datetime.now(UTC)).total_seconds()
+            raise InvalidInputError(
+                f"event {e.event_type!r} of {aggregate_type} {aggregate_id!r} is stamped "
+                f"{e.timestamp.isoformat()}, {ahead / 3600:.1f} h ahead of this machine's "
+                f"clock; kes refuses event times more than {ahead_s:.0f} s ahead (Kafka "
+                "refuses record timestamps more than log.message.timestamp.after.max.ms "
+                "ahead, and pipelines stamp records with event time). Fix the clock that "
+                "stamped it (the Application's clock, or the host's); nothing was written."
+            )

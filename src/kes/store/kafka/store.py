@@ -27,7 +27,7 @@ from kes.store.base import (
     check_stream,
     check_type,
 )
-from kes.store.kafka._admission import AppendRequest
+from kes.store.kafka._admission import AppendRequest, check_event_times
 from kes.store.kafka._membership import WriterGroupMember
 from kes.store.kafka._partition import OwnedPartition
 from kes.store.kafka._reader import OffsetReader, to_recorded, try_decode
@@ -123,6 +123,7 @@ class KafkaEventStore(EventStore):
         expected_version: Expected,
     ) -> AppendResult:
         check_append(aggregate_type, aggregate_id, events, expected_version)
+        check_event_times(aggregate_type, aggregate_id, events, self.config.max_event_time_ahead_s)
         with append_span(aggregate_type, aggregate_id, events) as traced:
             return self._append(aggregate_type, aggregate_id, traced, expected_version)
 
