@@ -28,6 +28,7 @@ from confluent_kafka.admin import AdminClient
 from examples.bank import streams as bank_streams
 
 from kes import NewEvent
+from kes.broker.cluster import LocalCluster
 from kes.projections import dlq
 from kes.store.kafka import KafkaConfig, KafkaEventStore
 from kes.streams import Pipeline
@@ -456,3 +457,55 @@ def test_deposits_are_enriched_with_the_holders_name_as_of_the_deposit(
     for (holder, _account, amount, _name), n in expected.items():
         totals[holder] += int(amount) * n
     assert {h: int(t) for h, t in last.items()} == dict(totals)
+
+
+# ---- 5: internal topics on three nodes --------------------------------------------------
+
+
+def test_internal_topics_on_three_nodes_follow_kes_replication_rule(
+    cluster3: LocalCluster, kafka_config: KafkaConfig, unique: str, tmp_path: Path
+) -> None:
+    """Changelogs and repartition topics Quix creates get kes's replication factor and
+    min.insync.replicas (3 and 2 on three nodes), and an internal topic below the rule is
+    reported by name."""
+    from kes.kafka.topics import Topics
+    from kes.streams.pipeline import internal_topic_problems
+
+    config = dataclasses.replace(
+        kafka_config, bootstrap_servers=cluster3.bootstrap_servers, index_dir=str(tmp_path / "i")
+    )
+    store = KafkaEventStore(config)
+    procs: list[subprocess.Popen[bytes]] = []
+    try:
+        traffic = BankTraffic(store, config, accounts=4)
+        time.sleep(2)
+        traffic.stop()
+        name = f"{unique}-rf"
+        procs.append(spawn(config, "examples.bank.streams:monitoring", name, tmp_path / "st"))
+        assert wait_until(lambda: bank_results(config) == expected_bank(config), 180, every=2)
+    finally:
+        for p in procs:
+            p.terminate()
+            p.wait(30)
+        store.close()
+    group = config.stream_group(name)
+    topics = Topics(config)
+    internal = topics.names(f"changelog__{group}--") + topics.names(f"repartition__{group}--")
+    assert any(n.startswith("changelog__") for n in internal), internal
+    for n in internal:
+        info = topics.describe(n)
+        assert info is not None
+        assert info.replication_factor == 3, f"{n}: replication factor {info.replication_factor}"
+        assert info.configs.get("min.insync.replicas") == "2", f"{n}: {info.configs}"
+    assert internal_topic_problems(config, group) == []
+
+    # One made by hand with a single copy is named, with what the rule asks for.
+    from confluent_kafka.admin import NewTopic
+
+    bad = f"changelog__{group}--by-hand--store"
+    AdminClient({"bootstrap.servers": config.bootstrap_servers}).create_topics(
+        [NewTopic(bad, 1, 1)]
+    )[bad].result(30)
+    (problem,) = internal_topic_problems(config, group)
+    assert problem.startswith(f"{bad}: replication factor 1")
+    assert "kes's rule: 3 and 2" in problem

@@ -130,6 +130,8 @@ def status(spec: str, as_json: bool, bootstrap_servers: str, topic_prefix: str) 
         f"{st.dead_letters:,} dead letter(s)"
     )
     print_group(console, st.group)
+    for problem in st.topic_problems:
+        console.print(f"[red]internal topic {problem}[/]")
     if supervisor is not None:
         print_supervisor(console, supervisor)
 

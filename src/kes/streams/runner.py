@@ -17,7 +17,7 @@ from kes.kafka.config import KafkaConfig
 from kes.kafka.consume import count_records
 from kes.processes import Supervision, import_attribute, run_members
 from kes.projections.admin import GroupStatus, group_status
-from kes.streams.pipeline import Pipeline
+from kes.streams.pipeline import Pipeline, internal_topic_problems
 
 log = logging.getLogger("kes.streams")
 
@@ -93,8 +93,13 @@ def _beat_when_caught_up(
     """Beat while none of this member's partitions has anything left to read (its
     records beat as they are processed): idle is not stalled."""
     group = pipeline.group(config)
+    checked = False
     while True:
         try:
+            if not checked and group_status(config, group, must_exist=False).members:
+                checked = True  # the member has started, its topics exist: check them once
+                for problem in internal_topic_problems(config, group):
+                    log.error("pipeline %s: internal topic %s", pipeline.name, problem)
             st = group_status(config, group, must_exist=False)
             if not any(p.lag for p in st.partitions if p.owner == config.member_name):
                 heartbeat()
@@ -130,12 +135,14 @@ class PipelineStatus:
     group: GroupStatus
     late_records: int  # records in the late topic
     dead_letters: int  # records in the dead-letter topic
+    topic_problems: list[str]  # internal topics below kes's replication rule
 
     def as_dict(self) -> dict[str, Any]:
         return {
             "pipeline": self.pipeline,
             "late_records": self.late_records,
             "dead_letters": self.dead_letters,
+            "topic_problems": self.topic_problems,
             **self.group.as_dict(),
         }
 
@@ -149,4 +156,5 @@ def pipeline_status(config: KafkaConfig, pipeline: Pipeline) -> PipelineStatus:
         group,
         count_records(config, pipeline.late_topic(config)),
         count_records(config, pipeline.dead_letter_topic(config)),
+        internal_topic_problems(config, pipeline.group(config)),
     )
