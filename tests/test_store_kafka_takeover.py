@@ -35,7 +35,7 @@ def _pause_owner(
     a = spawn_appender(
         config,
         out,
-        seconds=90,
+        seconds=45,  # the pause included: some 20 s of appends after the resume
         threads=4,
         ready=tmp_path / "a.ready",
         own_only=True,

@@ -503,9 +503,8 @@ def test_internal_topics_on_three_nodes_follow_kes_replication_rule(
     from confluent_kafka.admin import NewTopic
 
     bad = f"changelog__{group}--by-hand--store"
-    AdminClient({"bootstrap.servers": config.bootstrap_servers}).create_topics(
-        [NewTopic(bad, 1, 1)]
-    )[bad].result(30)
+    admin = AdminClient({"bootstrap.servers": config.bootstrap_servers})  # kept: in use
+    admin.create_topics([NewTopic(bad, 1, 1)])[bad].result(30)
     (problem,) = internal_topic_problems(config, group)
     assert problem.startswith(f"{bad}: replication factor 1")
     assert "kes's rule: 3 and 2" in problem

@@ -180,3 +180,55 @@ def test_a_member_that_keeps_failing_stops_the_command_with_status_1(
     (member,) = state["members"]
     assert member["restarts"] == 2 and member["last_exit"] == 1
     assert member["last_error"] == "RuntimeError: the read model database is unreachable"
+
+
+def test_a_frozen_pipeline_member_is_replaced_and_results_stay_exact(
+    kafka_config: KafkaConfig, kafka_store: KafkaEventStore, tmp_path: Path, unique: str
+) -> None:
+    """`kes stream run -n 2`: SIGSTOP one member while events keep coming; the supervisor
+    replaces it after the stall timeout, and the outputs equal a recomputation from the
+    source topic (exactly once through the freeze, the kill and the restart)."""
+    from tests.test_streams import BankTraffic, bank_results, expected_bank
+
+    (tmp_path / f"pipe_{unique}.py").write_text(
+        "from examples.bank.streams import monitoring\n"
+        "from kes.streams import Pipeline\n"
+        f"pipeline = Pipeline({unique!r}, monitoring.build, aggregates=monitoring.aggregates)\n"
+    )
+    env = env_for(kafka_config, tmp_path)
+    state_path = tmp_path / "run" / f"stream-{unique}.json"
+    traffic = BankTraffic(kafka_store, kafka_config, accounts=6)
+    run = subprocess.Popen(
+        [
+            *[sys.executable, "-m", "kes.cli", "stream", "run", f"pipe_{unique}:pipeline"],
+            *["-n", "2", "--stall-timeout", "15", "--state-dir", str(tmp_path / "st")],
+        ],
+        env=env,
+        cwd=tmp_path,
+    )
+
+    def members() -> list[dict[str, Any]]:
+        state = read_state(state_path) or {"members": []}
+        listed: list[dict[str, Any]] = state["members"]
+        return listed
+
+    try:
+        until(lambda: sum(bank_results(kafka_config)[0].values()) > 0, 120, "first results")
+        frozen = members()[1]["pid"]
+        os.kill(frozen, signal.SIGSTOP)
+        until(
+            lambda: (m := members()[1])["pid"] != frozen and m["alive"],
+            120,
+            "the frozen pipeline member replaced",
+        )
+        assert members()[1]["last_error"].startswith("stalled: no progress for")
+        traffic.stop()
+        expected = expected_bank(kafka_config)
+        until(lambda: bank_results(kafka_config) == expected, 120, "results equal the log's")
+        time.sleep(2)
+        assert bank_results(kafka_config) == expected  # nothing doubled later
+    finally:
+        traffic.stop()
+        run.send_signal(signal.SIGTERM)
+        code = run.wait(90)
+    assert code == 0

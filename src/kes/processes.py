@@ -64,7 +64,10 @@ class Supervision:
 class _Member:
     index: int
     args: tuple[Any, ...]
-    beat: Any  # multiprocessing Value('d'): time.time() of the last heartbeat
+    # Shared memory without locks: a member killed or stopped while holding a lock would
+    # block the supervisor. An aligned double is written and read whole.
+    beat: Any  # Value('d'): time.time() of the last heartbeat
+    error: Any  # Array('c'): the last error the member reported, UTF-8
     process: Any = None
     restarts: list[float] = field(default_factory=list)  # when (time.time())
     last_exit: int | None = None
@@ -76,9 +79,10 @@ class _Member:
         return sum(1 for t in self.restarts if now - t < window)
 
 
-def _member_main(
-    target: Callable[..., None], args: tuple[Any, ...], beat: Any, errors: Any, index: int
-) -> None:
+ERROR_BYTES = 2000
+
+
+def _member_main(target: Callable[..., None], args: tuple[Any, ...], beat: Any, error: Any) -> None:
     """A member process: ``target(*args, heartbeat)``; an exception is reported to the
     supervisor before the process exits with status 1."""
 
@@ -87,11 +91,11 @@ def _member_main(
 
     try:
         target(*args, heartbeat)
+    except KeyboardInterrupt:
+        return
     except BaseException as exc:
-        if isinstance(exc, KeyboardInterrupt):
-            return
-        with contextlib.suppress(Exception):
-            errors.put((index, f"{type(exc).__name__}: {exc}"[:2000]))
+        text = f"{type(exc).__name__}: {exc}".encode()[: ERROR_BYTES - 1]
+        error.value = text
         raise
 
 
@@ -107,15 +111,19 @@ def run_members(
     when supervision gave up)."""
     sup = supervision or Supervision()
     ctx = multiprocessing.get_context("spawn")
-    errors = ctx.Queue()
-    members = [_Member(i, a, ctx.Value("d", time.time())) for i, a in enumerate(args)]
+    members = [
+        _Member(
+            i, a, ctx.Value("d", time.time(), lock=False), ctx.Array("c", ERROR_BYTES, lock=False)
+        )
+        for i, a in enumerate(args)
+    ]
     stopping = False
 
     def start(m: _Member) -> None:
         m.beat.value = time.time()  # starting counts as progress
         m.process = ctx.Process(
             target=_member_main,
-            args=(target, m.args, m.beat, errors, m.index),
+            args=(target, m.args, m.beat, m.error),
             name=f"{name}-{m.index}",
         )
         m.process.start()
@@ -135,13 +143,10 @@ def run_members(
     gave_up = False
     while True:
         now = time.time()
-        while True:
-            try:
-                index, text = errors.get_nowait()
-            except Exception:  # queue.Empty
-                break
-            members[index].last_error = text
         for m in members:
+            if m.error.value:
+                m.last_error = m.error.value.decode(errors="replace")
+                m.error.value = b""
             _watch(m, sup, now, stopping)
             if stopping or m.process is None:
                 continue
@@ -187,7 +192,9 @@ def run_members(
         _write_state(sup.state_file, name, members, stopping=True)
     if gave_up:
         return 1
-    return int(max(abs(m.process.exitcode or 0) for m in members if m.process is not None))
+    # A member that had died before the stop (its restart was pending) was accounted for.
+    last = [m.process.exitcode or 0 for m in members if m.process and m.restart_at is None]
+    return max((abs(code) for code in last), default=0)
 
 
 def _watch(m: _Member, sup: Supervision, now: float, stopping: bool) -> None:
