@@ -27,7 +27,7 @@ from confluent_kafka import Producer
 from confluent_kafka.admin import AdminClient
 from examples.bank import streams as bank_streams
 
-from kes import NewEvent
+from kes import ANY, NewEvent
 from kes.broker.cluster import LocalCluster
 from kes.projections import dlq
 from kes.store.kafka import KafkaConfig, KafkaEventStore
@@ -508,3 +508,50 @@ def test_internal_topics_on_three_nodes_follow_kes_replication_rule(
     (problem,) = internal_topic_problems(config, group)
     assert problem.startswith(f"{bad}: replication factor 1")
     assert "kes's rule: 3 and 2" in problem
+
+
+# ---- 6: windows closed per partition -----------------------------------------------------
+
+
+def test_windows_closed_per_partition_emit_an_idle_keys_last_window(
+    kafka_config: KafkaConfig, unique: str, tmp_path: Path, workers: list[subprocess.Popen[bytes]]
+) -> None:
+    """``final(closing_strategy="partition")``: when a partition's event time passes a
+    window, that window closes for every key, so a key that went quiet gets its last
+    window emitted; Quix's default ("key") keeps it open until that key's next event."""
+    config = dataclasses.replace(kafka_config, partitions=1)  # both keys in one partition
+    store = KafkaEventStore(config)
+    changes = [("a", 65), ("b", 70), ("a", 80), ("a", 210)]  # minutes after T0 (09:00)
+    try:
+        for user in ("a", "b"):
+            payload = {"user_id": user, "username": user, "email": f"{user}@x.org"}
+            created = NewEvent(event_type="UserCreated", payload=payload, timestamp=T0)
+            store.append("User", user, [created], 0)
+        for i, (user, minute) in enumerate(changes):
+            event = NewEvent(
+                event_type="EmailChanged",
+                payload={"email": f"{user}{i}@x.org"},
+                timestamp=T0 + timedelta(minutes=minute),
+            )
+            store.append("User", user, [event], ANY)
+    finally:
+        store.close()
+    for closing in ("partition", "key"):
+        spec = f"tests.workers.pipelines:hourly_by_{closing}"
+        workers.append(spawn(config, spec, f"{unique}-{closing}", tmp_path / closing))
+
+    def hours(aggregate_type: str) -> set[tuple[str, int, int]]:
+        return {
+            (e["aggregateId"], e["payload"]["start"], e["payload"]["changes"])
+            for e in outputs(config, aggregate_type)
+        }
+
+    ten = ms(T0 + timedelta(hours=1))
+    by_partition = {("a", ten, 2), ("b", ten, 1)}
+    assert wait_until(lambda: hours("HourlyByPartition") == by_partition, 120), hours(
+        "HourlyByPartition"
+    )
+    assert wait_until(lambda: hours("HourlyByKey") == {("a", ten, 2)}, 60), hours("HourlyByKey")
+    time.sleep(3)  # and nothing more comes: b's window stays open per key, 12:00 everywhere
+    assert hours("HourlyByPartition") == by_partition
+    assert hours("HourlyByKey") == {("a", ten, 2)}
