@@ -37,6 +37,15 @@ metrics_port_option = click.option(
 )
 
 
+max_age_option = click.option(
+    "--max-age",
+    type=click.FloatRange(min=1),
+    default=15.0,
+    show_default=True,
+    help="Seconds within which the supervisor must have written its state.",
+)
+
+
 def supervision_options(fn: Any) -> Any:
     """``--supervise``, ``--stall-timeout`` and ``--max-restarts`` of ``run`` commands."""
     fn = click.option(

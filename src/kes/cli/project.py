@@ -29,6 +29,7 @@ from kes.cli.options import (
     json_option,
     kafka_config,
     log_format_option,
+    max_age_option,
     metrics_port_option,
     prefix_option,
     supervision_options,
@@ -277,13 +278,7 @@ def status(
 
 @project.command()
 @click.argument("name")
-@click.option(
-    "--max-age",
-    type=click.FloatRange(min=1),
-    default=15.0,
-    show_default=True,
-    help="Seconds within which the supervisor must have written its state.",
-)
+@max_age_option
 def alive(name: str, max_age: float) -> None:
     """Liveness probe of `kes project run --supervise` (or -n 2+) of the projection
     NAME, run in the same directory: exit 0 when its supervisor wrote its state within

@@ -119,15 +119,7 @@ def handle_or_park(
             if attempt >= projection.max_attempts:
                 park_failed(projection, dead_letters, msg, exc, attempt)
                 return False
-            log.warning(
-                "%s: %s failed (%r); retrying",
-                projection.name,
-                where(msg),
-                exc,
-                extra=record_fields(msg, projection.name),
-            )
-            metrics.retried(projection.name)
-            backoff(projection, attempt)
+            retry_after(projection, msg, exc, attempt)
             attempt += 1
 
 
@@ -171,17 +163,22 @@ def handle_batch(
             if projection.max_attempts <= 1:
                 park_failed(projection, dead_letters, msg, exc, 1)
                 continue
-            log.warning(
-                "%s: %s failed (%r); retrying",
-                projection.name,
-                where(msg),
-                exc,
-                extra=record_fields(msg, projection.name),
-            )
-            metrics.retried(projection.name)
-            backoff(projection, 1)
+            retry_after(projection, msg, exc, 1)
             handle_or_park(projection, dead_letters, msg, 2, since)
     return offsets
+
+
+def retry_after(projection: Projection, msg: Message, error: Exception, attempt: int) -> None:
+    """Say that attempt ``attempt`` on ``msg`` failed, count it, wait the backoff."""
+    log.warning(
+        "%s: %s failed (%r); retrying",
+        projection.name,
+        where(msg),
+        error,
+        extra=record_fields(msg, projection.name),
+    )
+    metrics.retried(projection.name)
+    backoff(projection, attempt)
 
 
 def park_failed(
