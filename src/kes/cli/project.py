@@ -152,6 +152,35 @@ def _parse_time(value: str) -> datetime:
 
 @project.command()
 @click.argument("spec")
+@click.option("--yes", "-y", is_flag=True, help="Do not ask before emptying the read model.")
+@database_option
+@bootstrap_option
+@prefix_option
+def reset(
+    spec: str, yes: bool, database: str | None, bootstrap_servers: str, topic_prefix: str
+) -> None:
+    """Make the projection SPEC (MODULE:CLASS) start over: a SqlProjection's rows are
+    emptied (its reset()) and its offsets set to the first event in one transaction;
+    other projections get their group's offsets set there. Its next `kes project run`
+    rebuilds it from the log (`kes project replay` does both at once). Stop its members
+    first (refused otherwise)."""
+    config = kafka_config(bootstrap_servers, topic_prefix)
+    projection = load_projection(spec)()
+    if not yes:
+        click.confirm(f"Empty {projection.describe()} and start it over?", abort=True)
+    topics = [config.topic(t) for t in projection.aggregate_types]
+    firsts = {k: start for k, (start, _) in start_offsets(config, topics).items()}
+    store = rewind(projection, config, firsts, database)
+    if store is not None:
+        store.close()
+    click.echo(
+        f"{projection.name}: reset to the first event of {', '.join(topics)}; the next "
+        "`kes project run` rebuilds it."
+    )
+
+
+@project.command()
+@click.argument("spec")
 @click.option("--from-beginning", is_flag=True, help="Rebuild from the first event (default).")
 @click.option(
     "--from-time",
