@@ -39,6 +39,7 @@ def test_each_variable_takes_effect(monkeypatch: pytest.MonkeyPatch) -> None:
         "KES_TRANSACTION_TIMEOUT_MS": "9000",
         "KES_REQUEST_TIMEOUT_S": "2.5",
         "KES_PRINCIPAL": "User:shop-writer",
+        "KES_MAX_EVENT_TIME_AHEAD_S": "600",
         "KES_KAFKA_SECURITY_PROTOCOL": "SASL_SSL",
     }
     assert set(values) - {"KES_KAFKA_SECURITY_PROTOCOL"} == set(VARIABLES)
@@ -54,6 +55,7 @@ def test_each_variable_takes_effect(monkeypatch: pytest.MonkeyPatch) -> None:
     assert (config.instance_id, config.index_dir) == ("w-1", "/tmp/index")
     assert (config.session_timeout_ms, config.transaction_timeout_ms) == (7000, 9000)
     assert config.request_timeout_s == 2.5
+    assert config.max_event_time_ahead_s == 600
     assert config.principal_name == "shop-writer"
     assert config.reply_topic().startswith("shop.replies.shop-writer.")
     assert config.client == {"security.protocol": "SASL_SSL"}
