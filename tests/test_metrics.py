@@ -12,7 +12,7 @@ from typing import Any
 import pytest
 from prometheus_client.parser import text_string_to_metric_families
 
-from kes import NewEvent, metrics
+from kes import ANY, NewEvent, metrics
 from kes.errors import ConcurrencyError, InvalidInputError
 from kes.projections import Projection, ProjectionRunner
 from kes.store.kafka import KafkaConfig, KafkaEventStore
@@ -192,3 +192,64 @@ def test_recording_can_be_turned_off_and_on() -> None:
     assert metrics.APPENDS.labels("Toggled", "written")._value.get() == before
     metrics.append_finished("Toggled", "written")
     assert metrics.APPENDS.labels("Toggled", "written")._value.get() == before + 1
+
+
+def test_kes_project_run_serves_its_metrics_on_the_port_given(
+    kafka_store: KafkaEventStore, kafka_config: KafkaConfig, unique: str, tmp_path: Any
+) -> None:
+    """`kes project run --metrics-port`: a scraper finds the projection's counters and lag
+    there, as they stand in the log."""
+    import os
+    import signal
+    import subprocess
+    import sys
+
+    from tests.serve_support import ROOT
+
+    type_ = f"Served{unique}"
+    for i in range(25):
+        kafka_store.append(type_, f"s{i % 5}", [NewEvent(event_type="Ticked", payload={})], ANY)
+    name = f"{unique}-served"
+    (tmp_path / f"served_{unique}.py").write_text(
+        "from kes.projections import Projection\n"
+        "class Served(Projection):\n"
+        f"    name = {name!r}\n"
+        f"    aggregate_types = ({type_!r},)\n"
+        "    def on_Ticked(self, event):\n"
+        "        pass\n"
+    )
+    port = free_port()
+    env = {
+        **os.environ,
+        "KES_BOOTSTRAP_SERVERS": kafka_config.bootstrap_servers,
+        "KES_NAMESPACE": kafka_config.ns,
+        "PYTHONPATH": os.pathsep.join([str(tmp_path), str(ROOT)]),
+    }
+    cmd = ["project", "run", f"served_{unique}:Served", "--metrics-port", str(port)]
+    proc = subprocess.Popen([sys.executable, "-m", "kes.cli", *cmd], env=env, cwd=tmp_path)
+    try:
+        # (a partition with no record and no position yet reports no lag)
+        topic = kafka_config.topic(type_)
+        filled = {r.partition for r in read_topic(kafka_config.bootstrap_servers, topic, 4)}
+        deadline = time.monotonic() + 60
+        events, lags = 0.0, {}
+        while time.monotonic() < deadline:
+            try:
+                s = scrape(port)
+            except OSError:  # not listening yet
+                time.sleep(0.5)
+                continue
+            events = sample(s, "kes_projection_events_total", projection=name)
+            lags = {
+                int(dict(labels)["partition"]): v
+                for (n, labels), v in s.items()
+                if n == "kes_consumer_lag" and ("consumer", name) in labels
+            }
+            if events == 25 and filled <= set(lags) and not any(lags.values()):
+                break
+            time.sleep(0.5)
+        assert events == 25, events
+        assert filled <= set(lags) and not any(lags.values()), (filled, lags)
+    finally:
+        proc.send_signal(signal.SIGTERM)
+        assert proc.wait(60) == 0
