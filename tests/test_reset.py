@@ -3,40 +3,17 @@ model from the first event, each event once."""
 
 from __future__ import annotations
 
-import os
-import subprocess
-import sys
-from datetime import UTC, datetime
 from pathlib import Path
 
 import pytest
 
 from kes.projections import ProjectionRunner
 from kes.store.kafka import KafkaConfig, KafkaEventStore
-from tests.serve_support import ROOT
+from tests.cli_support import kes
 from tests.test_projections import append, expected_totals, sqlite_totals
 from tests.workers.projector import totals_class
 
 pytestmark = [pytest.mark.kafka]
-
-T0 = datetime(2026, 3, 2, 9, 0, tzinfo=UTC)
-
-
-def kes(args: list[str], config: KafkaConfig, cwd: Path) -> subprocess.CompletedProcess[str]:
-    env = {
-        **os.environ,
-        "KES_BOOTSTRAP_SERVERS": config.bootstrap_servers,
-        "KES_NAMESPACE": config.ns,
-        "PYTHONPATH": os.pathsep.join([str(cwd), str(ROOT)]),
-    }
-    return subprocess.run(
-        [sys.executable, "-m", "kes.cli", *args],
-        env=env,
-        cwd=cwd,
-        capture_output=True,
-        text=True,
-        timeout=180,
-    )
 
 
 def test_a_reset_projection_is_rebuilt_from_the_log_by_its_next_run(
@@ -57,7 +34,11 @@ def test_a_reset_projection_is_rebuilt_from_the_log_by_its_next_run(
     assert run.run().records == 30
     assert sqlite_totals(db) == want
 
-    done = kes(["project", "reset", f"{module}:Totals", "--yes"], kafka_config, tmp_path)
+    env = {
+        "KES_BOOTSTRAP_SERVERS": kafka_config.bootstrap_servers,
+        "KES_NAMESPACE": kafka_config.ns,
+    }
+    done = kes("project", "reset", f"{module}:Totals", "--yes", env=env, cwd=tmp_path)
     assert done.returncode == 0, done.stderr
     assert "reset to the first event" in done.stdout
     assert sqlite_totals(db) == {}  # emptied, in the same transaction as the offsets

@@ -469,7 +469,7 @@ def test_internal_topics_on_three_nodes_follow_kes_replication_rule(
     min.insync.replicas (3 and 2 on three nodes), and an internal topic below the rule is
     reported by name."""
     from kes.kafka.topics import Topics
-    from kes.streams.pipeline import internal_topic_problems
+    from kes.streams.topics import internal_topic_problems
 
     config = dataclasses.replace(
         kafka_config, bootstrap_servers=cluster3.bootstrap_servers, index_dir=str(tmp_path / "i")

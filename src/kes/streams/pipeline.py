@@ -36,14 +36,13 @@ from quixstreams.dataframe.windows.definitions import (
 )
 from quixstreams.kafka.configuration import ConnectionConfig
 from quixstreams.models import Topic
-from quixstreams.models.topics import TopicAdmin, TopicConfig, TopicManager
 from quixstreams.state.base import State
 
 from kes.domain import Aggregate
 from kes.envelope import Envelope, encode, headers
 from kes.errors import InvalidInputError
 from kes.kafka.config import KafkaConfig
-from kes.kafka.topics import LATE, OUTPUTS, Topics, min_insync
+from kes.kafka.topics import LATE, OUTPUTS, Topics
 from kes.projections import dlq
 from kes.store.kafka.keys import KafkaKeyRing
 from kes.streams.alignment import read_in_append_order
@@ -57,6 +56,7 @@ from kes.streams.source import (
     StreamEvent,
     event_time,
 )
+from kes.streams.topics import kes_topic_manager
 
 _NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_-]*$")
 _EVENT_IDS = uuid.UUID("6b1f3d1e-4c55-4b9f-9d0e-6e3c2f6a4b10")
@@ -393,46 +393,3 @@ class Streams:
                 name, value_serializer=RawSerializer(), key_serializer=KeySerializer()
             )
         return self._outputs[aggregate_type]
-
-
-def kes_topic_manager(
-    config: KafkaConfig, connection: ConnectionConfig, group: str, client: dict[str, Any]
-) -> TopicManager:
-    """Quix's topic manager, creating its internal topics (changelogs, repartitions) by
-    kes's rule: replication factor ``min(3, brokers)`` unless configured, and
-    ``min.insync.replicas`` one less (never a changelog on fewer copies than the events
-    it was computed from, which Quix would otherwise derive from whatever it finds)."""
-    rf = Topics(config).replication_factor()
-    insync = {"min.insync.replicas": str(min_insync(rf))}
-
-    class KesTopicManager(TopicManager):
-        default_replication_factor = rf
-        default_extra_config = insync
-
-        @classmethod
-        def derive_topic_config(cls, topics: Iterable[Topic]) -> TopicConfig:
-            derived = super().derive_topic_config(topics)
-            return TopicConfig(derived.num_partitions, rf, {**derived.extra_config, **insync})
-
-    admin = TopicAdmin(broker_address=connection, extra_config=client)
-    return KesTopicManager(admin, group)
-
-
-def internal_topic_problems(config: KafkaConfig, group: str) -> list[str]:
-    """What is wrong with the existing internal topics of the pipeline group ``group``
-    (replication or min.insync.replicas below kes's rule), one line each."""
-    topics = Topics(config)
-    rf = topics.replication_factor()
-    problems = []
-    for prefix in (f"changelog__{group}--", f"repartition__{group}--"):
-        for name in topics.names(prefix):
-            info = topics.describe(name)
-            if info is None:
-                continue
-            insync = int(info.configs.get("min.insync.replicas") or 1)
-            if info.replication_factor < rf or insync < min_insync(rf):
-                problems.append(
-                    f"{name}: replication factor {info.replication_factor}, "
-                    f"min.insync.replicas {insync} (kes's rule: {rf} and {min_insync(rf)})"
-                )
-    return problems

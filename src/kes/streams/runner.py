@@ -17,7 +17,8 @@ from kes.kafka.config import KafkaConfig
 from kes.kafka.consume import count_records
 from kes.processes import Supervision, import_attribute, run_members
 from kes.projections.admin import GroupStatus, group_status
-from kes.streams.pipeline import Pipeline, internal_topic_problems
+from kes.streams.pipeline import Pipeline
+from kes.streams.topics import internal_topic_problems
 
 log = logging.getLogger("kes.streams")
 
