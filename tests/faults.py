@@ -15,7 +15,8 @@ from typing import Any
 
 from confluent_kafka import Consumer, KafkaError, TopicPartition
 
-from kes.store.kafka import KafkaConfig
+from kes import NewEvent, TransientError
+from kes.store.kafka import KafkaConfig, KafkaEventStore
 
 
 @dataclass
@@ -29,6 +30,22 @@ class Outcomes:
         """Appends started that never got an outcome: in flight when the process died."""
         ended = {r["id"] for r in self.ok + self.conflict + self.error}
         return [r for r in self.started if r["id"] not in ended]
+
+
+def append_surely(
+    store: KafkaEventStore, type_: str, aggregate_id: str, event: NewEvent, expected: Any
+) -> int:
+    """Append one event, retrying a transient failure with the same event (a repeat
+    writes nothing) for up to two minutes, as an application rides out a broker outage.
+    Returns the stream's new version."""
+    deadline = time.monotonic() + 120
+    while True:
+        try:
+            return store.append(type_, aggregate_id, [event], expected).version
+        except TransientError:
+            if time.monotonic() > deadline:
+                raise
+            time.sleep(0.5)
 
 
 def spawn_appender(

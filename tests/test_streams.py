@@ -32,7 +32,7 @@ from kes.broker.cluster import LocalCluster
 from kes.projections import dlq
 from kes.store.kafka import KafkaConfig, KafkaEventStore
 from kes.streams import Pipeline
-from tests.faults import read_topic
+from tests.faults import append_surely, read_topic
 
 pytestmark = [pytest.mark.kafka, pytest.mark.slow]
 
@@ -145,8 +145,9 @@ class BankTraffic:
 
     def _append(self, account: str, event_type: str, payload: dict[str, Any]) -> None:
         event = NewEvent(event_type=event_type, payload=payload, timestamp=self.clock[account])
-        self.store.append("Account", account, [event], self.version[account])
-        self.version[account] += 1
+        self.version[account] = append_surely(
+            self.store, "Account", account, event, self.version[account]
+        )
 
     def _run(self) -> None:
         n = sum(self.version.values())

@@ -9,7 +9,7 @@ import signal
 import time
 from datetime import UTC, datetime
 from pathlib import Path
-from typing import Any
+from typing import Any, NoReturn
 
 import click
 from rich.console import Console
@@ -34,6 +34,7 @@ from kes.cli.options import (
     prefix_option,
     supervision_options,
 )
+from kes.kafka.config import KafkaConfig
 from kes.processes import Supervision, read_state, state_file
 from kes.projections.admin import (
     GroupStatus,
@@ -66,6 +67,19 @@ def _serve(runner: ProjectionRunner) -> RunStats:
     return runner.run()
 
 
+def _supervised(
+    spec: str | tuple[str, ...],
+    config: KafkaConfig,
+    processes: int,
+    database: str | None,
+    metrics_port: int | None,
+    log_format: str,
+    supervision: Supervision,
+) -> NoReturn:
+    os.environ["KES_LOG_FORMAT"] = log_format  # the members log alike
+    raise SystemExit(run_processes(spec, config, processes, database, metrics_port, supervision))
+
+
 @project.command()
 @click.argument("spec")
 @click.option("--processes", "-n", default=1, show_default=True, help="Group members to run.")
@@ -96,13 +110,9 @@ def run(
     if processes < 1:
         raise click.BadParameter(f"must be >= 1, got {processes}", param_hint="--processes")
     if processes > 1 or supervise:
-        os.environ["KES_LOG_FORMAT"] = log_format  # the members log alike
-        sup = Supervision(
-            max_restarts=max_restarts,
-            stall_s=stall_timeout,
-            state_file=state_file("project", load_projection(spec).name),
-        )
-        raise SystemExit(run_processes(spec, config, processes, database, metrics_port, sup))
+        state = state_file("project", load_projection(spec).name)
+        sup = Supervision(max_restarts=max_restarts, stall_s=stall_timeout, state_file=state)
+        _supervised(spec, config, processes, database, metrics_port, log_format, sup)
     if metrics_port is not None:
         metrics.serve(metrics_port)
     projection = load_projection(spec)()
@@ -113,6 +123,7 @@ def run(
 @project.command()
 @click.argument("aggregate_types", nargs=-1, required=True)
 @click.option("--processes", "-n", default=1, show_default=True, help="Group members to run.")
+@supervision_options
 @metrics_port_option
 @log_format_option
 @bootstrap_option
@@ -120,6 +131,9 @@ def run(
 def derive(
     aggregate_types: tuple[str, ...],
     processes: int,
+    supervise: bool,
+    stall_timeout: float,
+    max_restarts: int,
     metrics_port: int | None,
     log_format: str,
     bootstrap_servers: str,
@@ -127,14 +141,19 @@ def derive(
 ) -> None:
     """Keep per-event-type topics (<event topic>.<EventType>) of AGGREGATE_TYPES, exactly once.
 
-    Example: kes project derive User   (fills kes.events.User.UserCreated, ...)
+    Example: kes project derive User -n 2   (fills kes.events.User.UserCreated, ...)
     """
     logs.configure(logging.INFO, log_format)
+    config = kafka_config(bootstrap_servers, topic_prefix)
+    if processes < 1:
+        raise click.BadParameter(f"must be >= 1, got {processes}", param_hint="--processes")
+    if processes > 1 or supervise:
+        name = event_type_topics(*aggregate_types).name
+        state = state_file("project", name)
+        sup = Supervision(max_restarts=max_restarts, stall_s=stall_timeout, state_file=state)
+        _supervised(aggregate_types, config, processes, None, metrics_port, log_format, sup)
     if metrics_port is not None:
         metrics.serve(metrics_port)
-    config = kafka_config(bootstrap_servers, topic_prefix)
-    if processes > 1:
-        click.echo("derive runs one process per command; start it N times to scale out.")
     stats = _serve(ProjectionRunner(event_type_topics(*aggregate_types)(), config))
     click.echo(f"derived {stats.records} events in {stats.seconds:.1f}s")
 

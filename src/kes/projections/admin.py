@@ -27,6 +27,7 @@ from kes.kafka.topics import Topics
 from kes.processes import Supervision, import_attribute, run_members
 from kes.projections._aio import resolve
 from kes.projections.checkpoints import CheckpointStore, open_checkpoints
+from kes.projections.derived import event_type_topics
 from kes.projections.errors import ProjectionError
 from kes.projections.projection import KafkaProcessor, Projection, SqlProjection
 from kes.projections.runner import ProjectionRunner, database_url
@@ -43,8 +44,14 @@ def load_projection(spec: str) -> type[Projection]:
 # ---- several processes ------------------------------------------------------------------
 
 
+def projection_for(spec: str | tuple[str, ...]) -> type[Projection]:
+    """The projection a member runs: ``MODULE:CLASS``, or the aggregate types whose
+    per-event-type topics it derives (``kes project derive``)."""
+    return load_projection(spec) if isinstance(spec, str) else event_type_topics(*spec)
+
+
 def _run_child(
-    spec: str,
+    spec: str | tuple[str, ...],
     fields: dict[str, Any],
     database: str | None,
     index: int,
@@ -56,7 +63,7 @@ def _run_child(
         metrics.serve(metrics_port + index)
     fields = dict(fields, member_name=f"{fields['member_name']}-{index}")
     runner = ProjectionRunner(
-        load_projection(spec)(), KafkaConfig(**fields), database=database, heartbeat=heartbeat
+        projection_for(spec)(), KafkaConfig(**fields), database=database, heartbeat=heartbeat
     )
     signal.signal(signal.SIGTERM, lambda *_: runner.stop())
     signal.signal(signal.SIGINT, lambda *_: runner.stop())
@@ -64,7 +71,7 @@ def _run_child(
 
 
 def run_processes(
-    spec: str,
+    spec: str | tuple[str, ...],
     config: KafkaConfig,
     processes: int,
     database: str | None,
@@ -73,7 +80,7 @@ def run_processes(
 ) -> int:
     """Run ``processes`` supervised members of the projection's group (member ``i``
     serves its metrics on ``metrics_port + i``); returns the worst exit code."""
-    load_projection(spec)  # fail here, once, rather than in every member
+    projection_for(spec)  # fail here, once, rather than in every member
     fields = dataclasses.asdict(config)
     fields.pop("logger", None)
     args = [(spec, fields, database, i, metrics_port) for i in range(processes)]
