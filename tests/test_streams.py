@@ -556,3 +556,57 @@ def test_windows_closed_per_partition_emit_an_idle_keys_last_window(
     time.sleep(3)  # and nothing more comes: b's window stays open per key, 12:00 everywhere
     assert hours("HourlyByPartition") == by_partition
     assert hours("HourlyByKey") == {("a", ten, 2)}
+
+
+def test_an_event_stamped_hours_ahead_is_parked_and_the_pipeline_goes_on(
+    kafka_config: KafkaConfig, unique: str, tmp_path: Path, workers: list[subprocess.Popen[bytes]]
+) -> None:
+    """The new user's case: an application whose clock ran 5 h ahead saved an event (here
+    through a store whose bound was raised, as another producer could). Let in, it moves
+    the pipeline's event time 5 h on: every later event is late and left out of its
+    windows (what this test sees without the bound), and a window closed at that time is
+    written stamped 5 h ahead, which the broker refuses (log.message.timestamp.after.max.ms
+    = 1 h), aborting the transaction on every run. It is parked with the reason instead,
+    and the windows around it come out."""
+    config = dataclasses.replace(kafka_config, partitions=1)
+
+    def changed(minute: int) -> NewEvent:
+        return NewEvent(
+            event_type="EmailChanged",
+            payload={"email": f"a{minute}@x.org"},
+            timestamp=T0 + timedelta(minutes=minute),
+        )
+
+    def append(events: list[NewEvent], cfg: KafkaConfig = config) -> None:
+        with KafkaEventStore(cfg) as store:  # one writer at a time: no handover
+            for e in events:
+                store.append("User", "a", [e], ANY)
+
+    payload = {"user_id": "a", "username": "a", "email": "a@x.org"}
+    created = NewEvent(event_type="UserCreated", payload=payload, timestamp=T0)
+    append([created, changed(10), changed(70)])  # after T0 (09:00)
+    ahead = NewEvent(
+        event_type="EmailChanged",
+        payload={"email": "late@x.org"},
+        timestamp=datetime.now(UTC) + timedelta(hours=5),
+    )
+    append([ahead], dataclasses.replace(config, max_event_time_ahead_s=6 * 3600))
+    append([changed(130), changed(200)])  # 12:20 closes the hours 09, 10 and 11
+    name = f"{unique}-domains"
+    workers.append(spawn(config, "tests.workers.pipelines:hourly_per_domain", name, tmp_path / "s"))
+
+    def hours() -> set[tuple[str, int, int]]:
+        return {
+            (e["aggregateId"], e["payload"]["start"], e["payload"]["changes"])
+            for e in outputs(config, "DomainHourly")
+        }
+
+    want = {("x.org", ms(T0 + timedelta(hours=h)), 1) for h in range(3)}
+    assert wait_until(lambda: hours() == want, 120), hours()
+    parked = list(dlq.read_parked(config, name))
+    assert [p.error_type for p in parked] == ["EventTimeOutOfRange"]
+    assert ahead.event_id in parked[0].error and parked[0].topic == config.topic("User")
+    assert "ahead of this machine's clock" in parked[0].error
+    assert "message.timestamp.after.max.ms = 3600000" in parked[0].error
+    time.sleep(2)
+    assert workers[0].poll() is None, "the pipeline died"

@@ -31,3 +31,16 @@ def _row(window: dict[str, Any]) -> dict[str, Any]:
 hourly_by_partition = _hourly_per_user("partition", "HourlyByPartition")
 #: Quix's default: a key's window closes with that key's next event
 hourly_by_key = _hourly_per_user("key", "HourlyByKey")
+
+
+def _hourly_per_domain(streams: Streams) -> None:
+    """Email changes per domain and hour: re-keyed through a repartition topic, whose
+    records carry each event's time."""
+    changes = streams.events(User, "EmailChanged")
+    domain = streams.key_by(changes, lambda e: e["payload"]["email"].split("@")[1], "domain")
+    hourly = streams.tumbling_window(domain, HOUR, timedelta(0), name="per-domain-hourly")
+    closed = hourly.agg(changes=Count()).final()
+    streams.emit(closed.apply(_row), "DomainHourly", "HourCounted", timestamp=lambda r: r["end"])
+
+
+hourly_per_domain = Pipeline("hourly-per-domain", _hourly_per_domain, aggregates=[User])

@@ -54,6 +54,7 @@ from kes.streams.source import (
     KeySerializer,
     RawSerializer,
     StreamEvent,
+    TimeBounds,
     event_time,
 )
 from kes.streams.topics import kes_topic_manager
@@ -222,12 +223,18 @@ class Streams:
         name = self.config.topic(aggregate_type)
         if name in self._sources:
             return self._sources[name]
-        if self._topics.describe(name) is None:
+        info = self._topics.describe(name)
+        if info is None:
             raise InvalidInputError(
                 f"pipeline {self.pipeline.name!r} reads {aggregate_type} events but topic "
                 f"{name} does not exist at {self.config.bootstrap_servers}; append an event "
                 "first or check KES_TOPIC_PREFIX."
             )
+        # What the pipeline writes (repartitions, outputs) lands in topics made with the
+        # same broker defaults as its sources; their bounds stand for those.
+        self._deserializer.bounds = self._deserializer.bounds.tighter(
+            TimeBounds.of_topic(info.configs)
+        )
         topic = self.app.topic(
             name,
             value_deserializer=self._deserializer,

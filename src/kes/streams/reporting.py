@@ -21,7 +21,8 @@ log = logging.getLogger("kes.streams")
 
 def dead_letter_filter(sdf: StreamingDataFrame, pipeline: str, topic: str) -> Callable[..., bool]:
     """A ``filter(..., metadata=True)`` callback that passes events and parks each
-    :class:`BadRecord` byte for byte in ``topic`` with the ``kes.dlq.*`` headers.
+    :class:`BadRecord` (unreadable, or stamped with a time the cluster refuses) byte for
+    byte in ``topic`` with the ``kes.dlq.*`` headers.
     (A filter, not a branch: Quix copies every value into each branch.)"""
     producer = sdf.processing_context.producer
     to_key = KeySerializer()
@@ -31,7 +32,7 @@ def dead_letter_filter(sdf: StreamingDataFrame, pipeline: str, topic: str) -> Ca
             return True
         ctx = message_context()
         log.warning(
-            "pipeline %s: %s[%d]@%d is not a readable event (%s); parked in %s",
+            "pipeline %s: %s[%d]@%d cannot be processed (%s); parked in %s",
             pipeline,
             ctx.topic,
             ctx.partition,
