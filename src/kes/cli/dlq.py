@@ -1,4 +1,5 @@
-"""``kes dlq``: look at and replay records parked in a projection's dead-letter topic."""
+"""``kes dlq``: look at and replay records parked in a projection's dead-letter topic,
+and park by hand a record that stalls a group."""
 
 from __future__ import annotations
 
@@ -16,17 +17,20 @@ from kes.kafka.clients import plain_consumer
 from kes.kafka.config import KafkaConfig
 from kes.kafka.errors import kafka_errors
 from kes.kafka.topics import Topics
+from kes.processes import import_attribute
 from kes.projections.admin import load_projection
-from kes.projections.checkpoints import open_checkpoints
+from kes.projections.checkpoints import CheckpointStore, open_checkpoints
 from kes.projections.dlq import Parked, dlq_topic, read_parked
 from kes.projections.errors import ProjectionError
-from kes.projections.projection import KafkaProcessor, SqlProjection, dispatch
+from kes.projections.projection import KafkaProcessor, Projection, SqlProjection, dispatch
 from kes.projections.runner import database_url, projection_key_ring
+from kes.projections.skip import park_next
 
 
 @click.group()
 def dlq() -> None:
-    """Records a projection could not handle, parked in <namespace>.dlq.<projection>."""
+    """Records a projection or pipeline could not handle, parked in
+    <namespace>.dlq.<name>; and parking by hand a record that stalls a group."""
 
 
 def _replay_group(config: KafkaConfig, projection: str) -> str:
@@ -179,3 +183,98 @@ def replay(spec: str, database: str | None, bootstrap_servers: str, topic_prefix
         if store is not None:
             store.close()
     click.echo(f"replayed {done} parked record(s) of {name}")
+
+
+@dlq.command()
+@click.argument("spec")
+@click.option("--partition", "-p", type=click.IntRange(min=0), required=True, help="Of the topic.")
+@click.option(
+    "--aggregate-type",
+    "-t",
+    help="Whose event topic the record is in (default: the one type SPEC reads).",
+)
+@click.option(
+    "--offset",
+    type=click.IntRange(min=0),
+    help="Where you expect the record: refused, changing nothing, when the record the "
+    "group reads next is another one.",
+)
+@click.option("--reason", required=True, help="Why, stored with the parked record.")
+@click.option("--yes", "-y", is_flag=True, help="Do not ask before parking.")
+@click.option("--database", envvar="KES_PROJECTION_DB", default=None, help="As for `run`.")
+@bootstrap_option
+@prefix_option
+def park(
+    spec: str,
+    partition: int,
+    aggregate_type: str | None,
+    offset: int | None,
+    reason: str,
+    yes: bool,
+    database: str | None,
+    bootstrap_servers: str,
+    topic_prefix: str,
+) -> None:
+    """Park the record that the group of SPEC (a projection MODULE:CLASS, or a pipeline
+    MODULE:NAME) reads next in one partition, and move the group past it.
+
+    For a record that stalls a group every time it is read: a handler that hangs on it,
+    a write made from it that Kafka refuses. Stop the group's members first (refused
+    otherwise). The record goes to the dead-letter topic with your reason (`kes dlq
+    list` shows it; `kes dlq replay` can give it back to a projection).
+
+    Example: kes dlq park shop.read_models:Orders -p 2 --offset 1841 --reason "hangs"
+    """
+    config = kafka_config(bootstrap_servers, topic_prefix)
+    name, group, types, checkpoints = _group_of(spec, config, database)
+    if aggregate_type is None:
+        if len(types) != 1:
+            raise ProjectionError(
+                f"{spec} reads {', '.join(types) or 'aggregate types set in its build'}: "
+                "say which with --aggregate-type."
+            )
+        aggregate_type = types[0]
+    topic = config.topic(aggregate_type)
+    where = f"{topic}[{partition}]" + (f"@{offset}" if offset is not None else "")
+    if not yes:
+        click.confirm(f"Park the record {group!r} reads next in {where} and skip it?", abort=True)
+    try:
+        done = park_next(
+            config,
+            name,
+            group,
+            topic,
+            partition,
+            reason,
+            expected_offset=offset,
+            checkpoints=checkpoints,
+        )
+    finally:
+        if checkpoints is not None:
+            checkpoints.close()
+    click.echo(
+        f"parked {done.topic}[{done.partition}]@{done.offset} in "
+        f"{done.dlq_topic}@{done.dlq_offset}; {group!r} goes on from offset {done.offset + 1}."
+    )
+
+
+def _group_of(
+    spec: str, config: KafkaConfig, database: str | None
+) -> tuple[str, str, list[str], CheckpointStore | None]:
+    """(name, consumer group, aggregate types, offsets database) of a projection or
+    pipeline SPEC."""
+    target = import_attribute(spec, "examples.users.read_models:UserDirectory", ProjectionError)
+    if isinstance(target, type) and issubclass(target, Projection):
+        projection = target()
+        checkpoints = None
+        if isinstance(projection, SqlProjection):
+            url = database_url(projection, database)
+            checkpoints = open_checkpoints(url, asynchronous=projection.is_async)
+        group = config.group_id(projection.name)
+        return projection.name, group, list(projection.aggregate_types), checkpoints
+    from kes.streams import Pipeline  # Quix Streams loads only for pipelines
+
+    if isinstance(target, Pipeline):
+        types = [a.aggregate_type for a in target.aggregates]
+        return target.name, target.group(config), types, None
+    raise ProjectionError(f"{spec!r}: {target!r} is neither a Projection class nor a Pipeline.")

@@ -295,21 +295,28 @@ def rewind(
             resolve(projection.reset(tx))
             store.reset(tx, projection.name, offsets)
         return store
+    tps = [TopicPartition(t, p, o) for (t, p), o in offsets.items()]
+    commit_positions(config, group, tps, f"cannot rewind group {group!r}")
+    return None
+
+
+def commit_positions(
+    config: KafkaConfig, group: str, positions: list[TopicPartition], failure: str
+) -> None:
+    """Commit ``positions`` as the (stopped) group's offsets, retrying for 30 s while a
+    member that just stopped is still leaving; ``failure`` starts the error's message."""
     consumer = plain_consumer(config, group)
+    deadline = time.monotonic() + 30
     try:
-        tps = [TopicPartition(t, p, o) for (t, p), o in offsets.items()]
-        deadline = time.monotonic() + 30
         while True:
             try:
-                consumer.commit(offsets=tps, asynchronous=False)
-                break
+                consumer.commit(offsets=positions, asynchronous=False)
+                return
             except KafkaException as exc:
                 if time.monotonic() > deadline:
                     raise ProjectionError(
-                        f"cannot rewind group {group!r}: {exc}. Is a member "
-                        "still leaving? Try again in a few seconds."
+                        f"{failure}: {exc}. Is a member still leaving? Try again in a few seconds."
                     ) from exc
                 time.sleep(1)
     finally:
         consumer.close()
-    return None
