@@ -138,6 +138,33 @@ def status(spec: str, as_json: bool, bootstrap_servers: str, topic_prefix: str) 
 
 
 @stream.command()
+@click.argument("spec")
+@state_dir_option
+@click.option("--yes", "-y", is_flag=True, help="Do not ask before deleting.")
+@bootstrap_option
+@prefix_option
+def reset(spec: str, state_dir: str, yes: bool, bootstrap_servers: str, topic_prefix: str) -> None:
+    """Make the pipeline SPEC (MODULE:NAME) start over: delete its output topics, its
+    changelog and repartition topics, its late and dead-letter topics, its consumer group
+    and its members' local state (under --state-dir, as given to `run`). The next `kes
+    stream run` recomputes everything from the source topics. Stop its members first
+    (refused otherwise). Readers of its outputs (projections) need a reset of their own,
+    and records parked by hand (`kes dlq park`) are read again."""
+    config = kafka_config(bootstrap_servers, topic_prefix)
+    pipeline = _runner().load_pipeline(spec)
+    from kes.streams import reset as resetting
+
+    planned = resetting.plan(config, pipeline, state_dir)
+    click.echo(planned.describe())
+    if not yes:
+        click.confirm("Delete all of the above?", abort=True)
+    resetting.reset(config, planned)
+    click.echo(
+        f"{pipeline.name}: reset; the next `kes stream run {spec}` recomputes it from its sources."
+    )
+
+
+@stream.command()
 @click.argument("name")
 @max_age_option
 def alive(name: str, max_age: float) -> None:

@@ -187,6 +187,7 @@ class Streams:
         self._topics = Topics(config)
         self._sources: dict[str, StreamingDataFrame] = {}
         self._outputs: dict[str, Topic] = {}
+        self.output_topics: list[str] = []  # what it writes results to (emit, to_topic)
         self._late_topic_ready = False
         needs = any(a.personal_fields() for a in pipeline.aggregates)
         self.keys = KafkaKeyRing.from_env(config, required_by=repr(pipeline) if needs else None)
@@ -387,6 +388,7 @@ class Streams:
         """Write values as JSON to a plain (not kes-event) topic, created with the
         settings of an event topic (nothing deleted, min ISR)."""
         self._topics.ensure(OUTPUTS, name, partitions)
+        self.output_topics.append(name)
         topic = self.app.topic(
             name, value_serializer=JsonSerializer(), key_serializer=KeySerializer()
         )
@@ -399,4 +401,5 @@ class Streams:
             self._outputs[aggregate_type] = self.app.topic(
                 name, value_serializer=RawSerializer(), key_serializer=KeySerializer()
             )
+            self.output_topics.append(name)
         return self._outputs[aggregate_type]
