@@ -12,7 +12,13 @@ from kes.errors import InvalidInputError
 from kes.kafka.config import KafkaConfig
 from kes.streams import BadRecord, Pipeline
 from kes.streams.runner import load_pipeline
-from kes.streams.source import EventDeserializer, KeyDeserializer, KeySerializer, event_time
+from kes.streams.source import (
+    EventDeserializer,
+    KeyDeserializer,
+    KeySerializer,
+    TimeBounds,
+    event_time,
+)
 from tests.test_domain import NameV1, NameV3
 
 CTX = SerializationContext(topic="kes.events.Person", field="value")
@@ -103,3 +109,37 @@ def test_load_pipeline_names_what_to_write() -> None:
         load_pipeline("examples.users.streams")
     with pytest.raises(InvalidInputError, match=r"not a kes\.streams\.Pipeline"):
         load_pipeline("examples.users.streams:HOUR")
+
+
+def test_event_times_outside_what_the_topics_accept_become_bad_records() -> None:
+    """Kafka's defaults (1 h ahead, no bound behind) as a topic describes them; the
+    event is at AT, the clock is moved around it."""
+    at_ms = int(AT.timestamp() * 1000)
+    bounds = TimeBounds.of_topic(
+        {
+            "message.timestamp.type": "CreateTime",
+            "message.timestamp.after.max.ms": "3600000",
+            "message.timestamp.before.max.ms": "9223372036854775807",
+        }
+    )
+    assert bounds == TimeBounds(ahead_ms=3_600_000, behind_ms=None)
+    assert bounds.problem(at_ms, now_ms=at_ms - 58 * 60_000) is None  # 58 min ahead
+    too_far = bounds.problem(at_ms, now_ms=at_ms - 5 * 3_600_000)
+    assert too_far is not None
+    assert "5.0 h ahead" in too_far and "after.max.ms = 3600000" in too_far
+    assert bounds.problem(at_ms, now_ms=at_ms + 10 * 365 * 86_400_000) is None  # old is fine
+
+    week = TimeBounds.of_topic({"message.timestamp.before.max.ms": str(7 * 86_400_000)})
+    both = bounds.tighter(week)
+    assert both == TimeBounds(ahead_ms=3_600_000, behind_ms=7 * 86_400_000)
+    old = both.problem(at_ms, now_ms=at_ms + 8 * 86_400_000)
+    assert old is not None and "192.0 h behind" in old and "before.max.ms" in old
+    assert TimeBounds.of_topic({"message.timestamp.type": "LogAppendTime"}) == TimeBounds()
+
+    deserializer = EventDeserializer([NameV3], bounds=TimeBounds(ahead_ms=60_000))
+    # AT (2026-05-01) is behind the machine's clock: only a bound behind could refuse it.
+    assert not isinstance(deserializer(record({"name": "Ada"}, 3), CTX), BadRecord)
+    strict = EventDeserializer([NameV3], bounds=TimeBounds(behind_ms=1000))
+    bad = strict(record({"name": "Ada"}, 3), CTX)
+    assert isinstance(bad, BadRecord) and bad.error_type == "EventTimeOutOfRange"
+    assert bad.reason.startswith("event e-1 (Named): its event time 2026-05-01T12:30:15.250000")
