@@ -18,6 +18,7 @@ from kes.projections.checkpoints import SqliteCheckpointStore
 from kes.store.kafka import KafkaConfig, KafkaEventStore
 from tests.cli_support import kes
 from tests.faults import read_log
+from tests.test_projections_faults import applied_ids
 from tests.workers.projector import applied_class, totals_class
 
 pytestmark = [pytest.mark.kafka]
@@ -128,7 +129,7 @@ def test_a_group_with_committed_offsets_moves_past_the_parked_record_and_a_runni
     thread = threading.Thread(target=runner.run, daemon=True)
     thread.start()
     try:
-        _wait(lambda: len(_applied(path)) == 2)
+        _wait(lambda: len(applied_ids(path)) == 2)
         busy = kes(*args, env=env, cwd=tmp_path)
     finally:
         runner.stop()
@@ -143,7 +144,7 @@ def test_a_group_with_committed_offsets_moves_past_the_parked_record_and_a_runni
     [parked] = dlq.read_parked(kafka_config, name)
     assert third.event_id.encode() in (parked.value or b"")
     ProjectionRunner(cls(), kafka_config, until_caught_up=True).run()
-    applied = _applied(path)
+    applied = applied_ids(path)
     assert first.event_id in applied and second.event_id in applied
     assert third.event_id not in applied and len(applied) == 3
 
@@ -169,16 +170,6 @@ def test_a_pipelines_group_is_found_by_its_spec(
     assert f"'{kafka_config.stream_group(unique)}' goes on from offset 1" in done.stdout
     [parked] = dlq.read_parked(kafka_config, unique)
     assert event.event_id.encode() in (parked.value or b"")
-
-
-def _applied(path: Path) -> list[str]:
-    if not path.exists():
-        return []
-    with sqlite3.connect(path, timeout=30) as conn:
-        try:
-            return [r[0] for r in conn.execute("SELECT event_id FROM applied")]
-        except sqlite3.OperationalError:
-            return []
 
 
 def _wait(check: Any, timeout: float = 60) -> None:

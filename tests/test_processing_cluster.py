@@ -39,24 +39,14 @@ from kes.projections.derived import derived_topic
 from kes.store.kafka import KafkaConfig, KafkaEventStore
 from tests.faults import append_surely, read_log
 from tests.pg import postgres_dsn
-from tests.serve_support import ROOT
 from tests.test_store_kafka_cluster import coordinator
+from tests.test_supervision import env_for, until
 
 pytestmark = [pytest.mark.kafka, pytest.mark.cluster, pytest.mark.slow]
 
 SEED = int(os.environ.get("KES_CHAOS_SEED", "1"))
 OUTAGE_S = 12.0
 STALL_S = 30
-
-
-def until(check: Callable[[], Any], timeout: float, what: str) -> Any:
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        value = check()
-        if value:
-            return value
-        time.sleep(0.5)
-    raise AssertionError(f"{what}: not within {timeout:.0f}s")
 
 
 class Load:
@@ -103,14 +93,7 @@ def store(config: KafkaConfig) -> Iterator[KafkaEventStore]:
 
 
 def run_supervised(config: KafkaConfig, tmp_path: Path, *args: str) -> subprocess.Popen[bytes]:
-    env = {
-        **os.environ,
-        "KES_BOOTSTRAP_SERVERS": config.bootstrap_servers,
-        "KES_NAMESPACE": config.ns,
-        "KES_SESSION_TIMEOUT_MS": str(config.session_timeout_ms),
-        "KES_STATE_DIR": str(tmp_path / "run"),
-        "PYTHONPATH": os.pathsep.join([str(tmp_path), str(ROOT)]),
-    }
+    env = env_for(config, tmp_path)
     cmd = [sys.executable, "-m", "kes.cli", *args, "-n", "2"]
     cmd += ["--stall-timeout", str(STALL_S), "--max-restarts", "10"]
     return subprocess.Popen(cmd, env=env, cwd=tmp_path)
