@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import dataclasses
 import json
+import logging
 import random
 import shutil
 import subprocess
@@ -464,11 +465,15 @@ def test_deposits_are_enriched_with_the_holders_name_as_of_the_deposit(
 
 
 def test_internal_topics_on_three_nodes_follow_kes_replication_rule(
-    cluster3: LocalCluster, kafka_config: KafkaConfig, unique: str, tmp_path: Path
+    cluster3: LocalCluster,
+    kafka_config: KafkaConfig,
+    unique: str,
+    tmp_path: Path,
+    caplog: pytest.LogCaptureFixture,
 ) -> None:
     """Changelogs and repartition topics Quix creates get kes's replication factor and
     min.insync.replicas (3 and 2 on three nodes), and an internal topic below the rule is
-    reported by name."""
+    reported by name; so is any topic kes ensures (here a dead-letter topic)."""
     from kes.kafka.topics import Topics
     from kes.streams.topics import internal_topic_problems
 
@@ -509,6 +514,18 @@ def test_internal_topics_on_three_nodes_follow_kes_replication_rule(
     (problem,) = internal_topic_problems(config, group)
     assert problem.startswith(f"{bad}: replication factor 1")
     assert "kes's rule: 3 and 2" in problem
+
+    # So is a dead-letter topic (any topic kes ensures) when a member starts with it.
+    by_hand = dlq.dlq_topic(config, f"{name}-by-hand")
+    admin.create_topics([NewTopic(by_hand, 1, 1)])[by_hand].result(30)
+    with caplog.at_level(logging.ERROR, logger="kes.topics"):
+        dlq.ensure_dlq_topic(config, f"{name}-by-hand")
+    assert f"dead letters topic {by_hand} has replication factor 1" in caplog.text
+    assert "kes's rule here is 3 and 2" in caplog.text
+    caplog.clear()
+    with caplog.at_level(logging.ERROR, logger="kes.topics"):
+        dlq.ensure_dlq_topic(config, name)  # made by the pipeline: by the rule
+    assert caplog.text == ""
 
 
 # ---- 6: windows closed per partition -----------------------------------------------------

@@ -332,7 +332,30 @@ class Topics:
                     ) from exc
             info = self._wait_described(name, role)
         kind.check(info)
+        self._check_replication(kind, info)
         return info
+
+    def _check_replication(self, kind: TopicKind, info: TopicInfo) -> None:
+        """Log an error for an existing topic below kes's rule (replication factor
+        ``min(3, brokers)`` or configured, ``min.insync.replicas`` one less): made by hand
+        or by an older version, it loses records or refuses writes with one broker down."""
+        rf = self.replication_factor()
+        insync = int(info.configs.get("min.insync.replicas") or 1)
+        if info.replication_factor >= rf and insync >= min_insync(rf):
+            return
+        log.error(
+            "%s topic %s has replication factor %d and min.insync.replicas %d; kes's rule "
+            "here is %d and %d. With one broker down it can lose acknowledged records or "
+            "refuse writes: raise them (kafka-reassign-partitions, kafka-configs "
+            "--add-config min.insync.replicas=%d) or delete it and let kes create it.",
+            kind.kind,
+            info.name,
+            info.replication_factor,
+            insync,
+            rf,
+            min_insync(rf),
+            min_insync(rf),
+        )
 
     def _wait_described(self, name: str, role: Role) -> TopicInfo:
         deadline = time.monotonic() + 30
