@@ -125,26 +125,20 @@ def chaos(
     }
     victim = rnd.choice(sorted(n.node_id for n in cluster3.nodes if n.node_id not in spared))
 
-    def pid(i: int) -> int:
-        state = read_state(state_path)
-        assert state is not None, f"no supervisor state at {state_path}"
-        member = state["members"][i]
-        assert member["alive"], f"member {i} is not running: {member}"
-        return int(member["pid"])
-
     cluster3.kill(victim)
     killed_at = time.monotonic()
     time.sleep(rnd.uniform(2, OUTAGE_S - 4))
-    first = pid(0)
+    first = until(lambda: _alive_pid(state_path, 0), 60, "member 0 running")
     os.kill(first, signal.SIGKILL)
     time.sleep(max(0.0, killed_at + OUTAGE_S - time.monotonic()))
-    cluster3.restart(victim)
+    cluster3.restart(victim)  # returns once the node is back in the cluster's metadata
+    back_after = time.monotonic() - killed_at
     time.sleep(rnd.uniform(2, 6))
     second = until(lambda: _alive_pid(state_path, 1), 60, "member 1 running")
     os.kill(second, signal.SIGKILL)
     print(
-        f"\nseed {SEED}: broker {victim} down {time.monotonic() - killed_at:.0f}s (with "
-        f"restart); members {first} and {second} killed"
+        f"\nseed {SEED}: broker {victim} killed, restarted after {OUTAGE_S:.0f}s, back in "
+        f"the cluster after {back_after:.0f}s; members {first} and {second} killed"
     )
     return {"broker": victim, "killed": [first, second]}
 
