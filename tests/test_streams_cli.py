@@ -28,7 +28,7 @@ pytestmark = [pytest.mark.kafka]
 
 
 def test_every_stream_command_has_help() -> None:
-    for args in (["stream"], ["stream", "run"], ["stream", "status"]):
+    for args in (["stream"], ["stream", "run"], ["stream", "status"], ["stream", "reset"]):
         out = CliRunner().invoke(cli, [*args, "--help"])
         assert out.exit_code == 0 and "Usage:" in out.output, args
 
@@ -46,6 +46,8 @@ def test_a_spec_that_is_not_a_pipeline_is_refused_with_what_to_write(tmp_path: P
             env={**os.environ, "KES_BOOTSTRAP_SERVERS": "127.0.0.1:1"},
         )
         assert out.returncode == 1 and message in out.stderr, (spec, out.stderr)
+        # Only kes's own line: no warning of a library Quix Streams loads.
+        assert out.stderr.count("\n") == 1 and out.stderr.startswith("error: "), out.stderr
 
 
 def test_run_two_processes_status_and_alerts_into_a_read_model(
