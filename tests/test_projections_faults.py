@@ -35,7 +35,7 @@ pytestmark = [pytest.mark.kafka, pytest.mark.slow]
 
 ROOT = Path(__file__).resolve().parent.parent
 TYPE = "Acct"
-CHAOS_SECONDS = float(os.environ.get("KES_CHAOS_SECONDS", "30"))
+CHAOS_SECONDS = float(os.environ.get("KES_CHAOS_SECONDS", "20"))
 KILLS = int(os.environ.get("KES_CHAOS_KILLS", "6"))
 
 

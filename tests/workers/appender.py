@@ -5,6 +5,7 @@ kill -9 loses at most the line being written, never an acknowledged one)."""
 from __future__ import annotations
 
 import argparse
+import faulthandler
 import json
 import logging
 import os
@@ -55,7 +56,14 @@ def main() -> None:
     fd = os.open(args.out, os.O_WRONLY | os.O_CREAT | os.O_APPEND, 0o644)
     stop_at = time.monotonic() + args.seconds
     stopping = threading.Event()  # SIGTERM: finish the appends in flight, close, exit 0
-    signal.signal(signal.SIGTERM, lambda *_: stopping.set())
+
+    def on_sigterm(*_: object) -> None:
+        stopping.set()
+        # A stop that hangs is a failure the test reports by timing out; then the stacks
+        # of every thread say where (printed on stderr, captured with the test's output).
+        faulthandler.dump_traceback_later(40)
+
+    signal.signal(signal.SIGTERM, on_sigterm)
 
     def log(**fields: object) -> None:
         os.write(fd, (json.dumps(fields) + "\n").encode())
